@@ -13,7 +13,18 @@ from .paths import PathSample, linear_path
 from .sampling import SampleResult, sample
 
 __all__ = [
-    "FlowModel", "MLPTrunk", "MoEField", "MoEHead", "MoEOutput", "PathSample", "SampleResult",
-    "linear_path", "mmd2", "moefm_nll", "responsibilities", "sample", "vfm_loss",
+    "FlowModel",
+    "MLPTrunk",
+    "MoEField",
+    "MoEHead",
+    "MoEOutput",
+    "PathSample",
+    "SampleResult",
+    "linear_path",
+    "mmd2",
+    "moefm_nll",
+    "responsibilities",
+    "sample",
+    "vfm_loss",
 ]
 __version__ = "0.1.0"

@@ -22,7 +22,9 @@ def check_positive_int(name: str, value: int) -> int:
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+        raise ValueError(
+            f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}"
+        )
     return value
 
 

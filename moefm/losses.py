@@ -116,10 +116,14 @@ def mmd2(
         bandwidths: kernel widths s in ``exp(-||x - x'||^2 / (2 s^2))``; the paper's set by default.
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must be (n, d) and (n2, d), got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must be (n, d) and (n2, d), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     n, n2 = x.shape[0], y.shape[0]
     if n < 2 or n2 < 2:
-        raise ValueError(f"the unbiased MMD needs at least 2 samples on each side, got {n} and {n2}")
+        raise ValueError(
+            f"the unbiased MMD needs at least 2 samples on each side, got {n} and {n2}"
+        )
     if not bandwidths or min(bandwidths) <= 0:
         raise ValueError(f"bandwidths must be positive numbers, got {bandwidths!r}")
     kxx = _rbf_sum(x, x, bandwidths)

@@ -43,7 +43,9 @@ def straightness(
     a straight line traversed at constant speed.
     """
     steps = check_positive_int("steps", steps)
-    out = sample(model, z0, steps, routing=routing, cond=cond, generator=generator, return_trajectory=True)
+    out = sample(
+        model, z0, steps, routing=routing, cond=cond, generator=generator, return_trajectory=True
+    )
     traj = out.trajectory
     v = (traj[1:] - traj[:-1]) * steps  # (T, B, ..., m)
     dev = ((traj[-1] - traj[0]).unsqueeze(0) - v).pow(2).sum(-1).mean(0)  # (B, ...)
@@ -70,11 +72,15 @@ def wasserstein2(x: torch.Tensor, y: torch.Tensor) -> float:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x and y must have the same dimension, got {a.shape} and {b.shape}")
     cost = ot.dist(a, b, metric="sqeuclidean")
-    val = ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=10_000_000)
+    val = ot.emd2(
+        np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=10_000_000
+    )
     return float(np.sqrt(max(val, 0.0)))
 
 
-def sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, projections: int = 256, seed: int = 0) -> float:
+def sliced_wasserstein2(
+    x: torch.Tensor, y: torch.Tensor, projections: int = 256, seed: int = 0
+) -> float:
     """Sliced W2 (random 1D projections, exact 1D transport); cheap for many points."""
     import ot
 
@@ -82,7 +88,9 @@ def sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, projections: int = 256
     return float(ot.sliced_wasserstein_distance(a, b, n_projections=projections, seed=seed))
 
 
-def mmd(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0)) -> float:
+def mmd(
+    x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0)
+) -> float:
     """Unbiased squared MMD (App. A.4) with RBF bandwidths suited to 2D toy data."""
     return float(mmd2(torch.as_tensor(_np(x)), torch.as_tensor(_np(y)), bandwidths))
 

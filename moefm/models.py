@@ -40,7 +40,9 @@ def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> t
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
     # scale t by 1000 so that [0, 1] spans many periods of the fastest frequency
     args = 1000.0 * t.to(torch.float32).unsqueeze(-1) * freqs
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(t.dtype if t.is_floating_point() else torch.float32)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(
+        t.dtype if t.is_floating_point() else torch.float32
+    )
 
 
 class MLPTrunk(nn.Module):
@@ -72,7 +74,9 @@ class MLPTrunk(nn.Module):
         self.net = nn.Sequential(*layers)
         self.out_dim = hidden
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if z.shape[-1] != self.dim:
             raise ValueError(f"z must have last dimension {self.dim}, got shape {tuple(z.shape)}")
         t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[:-1])
@@ -102,7 +106,9 @@ class FlowModel(nn.Module):
         self.trunk, self.head = trunk, head
 
     @classmethod
-    def mlp(cls, dim: int, K: int = 1, hidden: int = 128, depth: int = 3, **trunk_kw: Any) -> FlowModel:
+    def mlp(
+        cls, dim: int, K: int = 1, hidden: int = 128, depth: int = 3, **trunk_kw: Any
+    ) -> FlowModel:
         trunk = MLPTrunk(dim, hidden=hidden, depth=depth, **trunk_kw)
         return cls(trunk, MoEHead(hidden, dim, K))
 

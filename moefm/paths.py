@@ -27,7 +27,9 @@ def linear_path(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> 
         >>> z_t, u = linear_path(torch.zeros(4, 2), torch.ones(4, 2), torch.rand(4))
     """
     if z0.shape != z1.shape:
-        raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+        raise ValueError(
+            f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}"
+        )
     t = torch.as_tensor(t, dtype=z0.dtype, device=z0.device)
     if t.dim() < z0.dim():
         if tuple(t.shape) != tuple(z0.shape[: t.dim()]):

@@ -7,8 +7,18 @@ from typing import Any
 import numpy as np
 import torch
 
-EXPERT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+EXPERT_COLORS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def expert_color(k: int) -> str:
@@ -19,8 +29,15 @@ def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def plot_samples(ax: Any, samples: torch.Tensor, data: torch.Tensor | None = None, *,
-                 title: str = "", lim: float = 4.0, s: float = 2.0) -> None:
+def plot_samples(
+    ax: Any,
+    samples: torch.Tensor,
+    data: torch.Tensor | None = None,
+    *,
+    title: str = "",
+    lim: float = 4.0,
+    s: float = 2.0,
+) -> None:
     """Scatter model samples (dark) over data (light grey)."""
     if data is not None:
         d = _np(data)
@@ -30,8 +47,16 @@ def plot_samples(ax: Any, samples: torch.Tensor, data: torch.Tensor | None = Non
     _frame(ax, title, lim)
 
 
-def plot_trajectories(ax: Any, trajectory: torch.Tensor, experts: torch.Tensor | None = None, *,
-                      title: str = "", lim: float = 4.0, max_paths: int = 300, upto: int | None = None) -> None:
+def plot_trajectories(
+    ax: Any,
+    trajectory: torch.Tensor,
+    experts: torch.Tensor | None = None,
+    *,
+    title: str = "",
+    lim: float = 4.0,
+    max_paths: int = 300,
+    upto: int | None = None,
+) -> None:
     """Draw paths ``(T+1, B, 2)`` coloured by their frozen expert; ``upto`` cuts them at a step."""
     tr = _np(trajectory)[: (None if upto is None else upto + 1), :max_paths]
     ex = None if experts is None else _np(experts)
@@ -42,7 +67,9 @@ def plot_trajectories(ax: Any, trajectory: torch.Tensor, experts: torch.Tensor |
         ax.plot(tr[:, i, 0], tr[:, i, 1], lw=0.6, alpha=0.6, c=c)
     ax.scatter(tr[0, :, 0], tr[0, :, 1], s=2, c="#999999")
     end = tr[-1]
-    ax.scatter(end[:, 0], end[:, 1], s=3, c=[expert_color(int(k)) for k in ex] if ex is not None else "k")
+    ax.scatter(
+        end[:, 0], end[:, 1], s=3, c=[expert_color(int(k)) for k in ex] if ex is not None else "k"
+    )
     _frame(ax, title, lim)
 
 
@@ -55,7 +82,9 @@ def grid_points(lim: float = 4.0, n: int = 100) -> tuple[torch.Tensor, np.ndarra
 
 
 @torch.no_grad()
-def plot_gate(ax: Any, model: Any, t: float = 0.0, *, lim: float = 4.0, n: int = 120, title: str = "") -> None:
+def plot_gate(
+    ax: Any, model: Any, t: float = 0.0, *, lim: float = 4.0, n: int = 120, title: str = ""
+) -> None:
     """The most probable expert of ``pi(z, t)`` over the plane, shaded by its probability."""
     from matplotlib.colors import ListedColormap
 
@@ -66,8 +95,16 @@ def plot_gate(ax: Any, model: Any, t: float = 0.0, *, lim: float = 4.0, n: int =
     top = pi.argmax(-1).reshape(xx.shape).numpy()
     conf = pi.max(-1).values.reshape(xx.shape).numpy()
     cmap = ListedColormap([expert_color(k) for k in range(K)])
-    ax.imshow(top, extent=(-lim, lim, -lim, lim), origin="lower", cmap=cmap, vmin=-0.5, vmax=K - 0.5,
-              alpha=0.25 + 0.75 * (conf - conf.min()) / max(np.ptp(conf), 1e-9), interpolation="nearest")
+    ax.imshow(
+        top,
+        extent=(-lim, lim, -lim, lim),
+        origin="lower",
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=K - 0.5,
+        alpha=0.25 + 0.75 * (conf - conf.min()) / max(np.ptp(conf), 1e-9),
+        interpolation="nearest",
+    )
     _frame(ax, title or f"gate argmax pi(z, t={t:.2f})", lim)
 
 

@@ -73,7 +73,9 @@ class _Router:
         if self.frozen is None:  # first evaluation, at (z0, t=0): route once
             log_pi = self.model.log_pi(feats)
             self.frozen = (
-                log_pi.argmax(-1) if self.routing == "argmax" else sample_experts(log_pi, self.generator)
+                log_pi.argmax(-1)
+                if self.routing == "argmax"
+                else sample_experts(log_pi, self.generator)
             )
         return self.model.field(feats, self.frozen)
 
@@ -84,7 +86,11 @@ class _Router:
 
 
 def _fixed_step(
-    f: Callable[[torch.Tensor, float], torch.Tensor], z: torch.Tensor, t: float, dt: float, solver: str
+    f: Callable[[torch.Tensor, float], torch.Tensor],
+    z: torch.Tensor,
+    t: float,
+    dt: float,
+    solver: str,
 ) -> torch.Tensor:
     if solver == "euler":
         return z + dt * f(z, t)
@@ -167,12 +173,18 @@ def sample(
 
 
 def _adaptive(
-    f: Callable[[torch.Tensor, float], torch.Tensor], z0: torch.Tensor, steps: int, rtol: float, atol: float
+    f: Callable[[torch.Tensor, float], torch.Tensor],
+    z0: torch.Tensor,
+    steps: int,
+    rtol: float,
+    atol: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         from torchdiffeq import odeint
     except ImportError as err:  # optional dependency
         raise ImportError("solver='dopri5' needs torchdiffeq: pip install 'moefm[lab]'") from err
     grid = torch.linspace(0.0, 1.0, steps + 1, dtype=z0.dtype, device=z0.device)
-    traj = odeint(lambda t, z: f(z, float(t.detach())), z0, grid, method="dopri5", rtol=rtol, atol=atol)
+    traj = odeint(
+        lambda t, z: f(z, float(t.detach())), z0, grid, method="dopri5", rtol=rtol, atol=atol
+    )
     return traj[-1], traj

@@ -57,7 +57,11 @@ class GaussianMixture:
             raise ValueError(f"means must have shape (J, m), got {tuple(means.shape)}")
         J = means.shape[0]
         stds = torch.as_tensor(stds, dtype=torch.float64).expand(J).clone()
-        weights = torch.ones(J, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        weights = (
+            torch.ones(J, dtype=torch.float64)
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float64)
+        )
         if weights.shape != (J,) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"weights must be {J} non-negative numbers with a positive sum")
         if (stds <= 0).any():
@@ -92,7 +96,9 @@ class GaussianMixture:
         c = t * s2 - (1.0 - t)
         diff = z_t.unsqueeze(-2) - t * self.means  # (..., J, m)
         log_w = (
-            self.weights.log() - 0.5 * diff.pow(2).sum(-1) / v - 0.5 * self.dim * torch.log(2 * math.pi * v)
+            self.weights.log()
+            - 0.5 * diff.pow(2).sum(-1) / v
+            - 0.5 * self.dim * torch.log(2 * math.pi * v)
         )
         w = torch.softmax(log_w, dim=-1)
         mu = self.means + (c / v)[:, None] * diff
@@ -117,7 +123,9 @@ class GaussianMixture:
             raise ValueError(f"nodes**dim = {nodes}**{self.dim} is too many quadrature points")
         x1, w1 = np.polynomial.hermite_e.hermegauss(nodes)  # weight exp(-x^2/2)
         grid = torch.tensor(list(itertools.product(x1, repeat=self.dim)), dtype=torch.float64)
-        gw = torch.tensor([math.prod(p) for p in itertools.product(w1, repeat=self.dim)], dtype=torch.float64)
+        gw = torch.tensor(
+            [math.prod(p) for p in itertools.product(w1, repeat=self.dim)], dtype=torch.float64
+        )
         gw = gw / gw.sum()
         w, mu, var = self.velocity_posterior(z_t, t)
         pts = mu.unsqueeze(-2) + var.sqrt()[:, None, None] * grid  # (..., J, N, m)
@@ -167,12 +175,18 @@ def moefm_optimum(
     if not hard:
         sigma = check_sigma(sigma)
     pts, wts = gm.velocity_quadrature(z_t, t, nodes)
-    u = _farthest_first(pts, wts, K, seed) if init is None else torch.as_tensor(init, dtype=torch.float64).clone()
+    u = (
+        _farthest_first(pts, wts, K, seed)
+        if init is None
+        else torch.as_tensor(init, dtype=torch.float64).clone()
+    )
     if u.shape != (*pts.shape[:-2], K, pts.shape[-1]):
-        raise ValueError(f"init must have shape {(*pts.shape[:-2], K, pts.shape[-1])}, got {tuple(u.shape)}")
+        raise ValueError(
+            f"init must have shape {(*pts.shape[:-2], K, pts.shape[-1])}, got {tuple(u.shape)}"
+        )
     log_pi = torch.full(u.shape[:-1], -math.log(K), dtype=torch.float64)
-    converged, it = False, 0
-    for it in range(1, iters + 1):
+    converged, iterations = False, 0
+    for iterations in range(1, iters + 1):  # noqa: B007 (reported after the loop)
         d2 = (pts.unsqueeze(-2) - u.unsqueeze(-3)).pow(2).sum(-1)  # (..., N, K)
         if hard:
             gamma = torch.nn.functional.one_hot(d2.argmin(-1), K).to(torch.float64)
@@ -180,14 +194,16 @@ def moefm_optimum(
             gamma = torch.softmax(log_pi.unsqueeze(-2) - d2 / (2 * sigma**2), dim=-1)
         mass = (wts.unsqueeze(-1) * gamma).sum(-2)  # (..., K) = E[gamma_k]
         num = torch.einsum("...n,...nk,...nm->...km", wts, gamma, pts)
-        new_u = torch.where(mass.unsqueeze(-1) > 1e-300, num / mass.clamp_min(1e-300).unsqueeze(-1), u)
+        new_u = torch.where(
+            mass.unsqueeze(-1) > 1e-300, num / mass.clamp_min(1e-300).unsqueeze(-1), u
+        )
         log_pi = mass.clamp_min(1e-300).log()
         delta = (new_u - u).abs().max().item()
         u = new_u
         if delta < tol:
             converged = True
             break
-    return MoEOptimum(log_pi.exp(), u, it, converged)
+    return MoEOptimum(log_pi.exp(), u, iterations, converged)
 
 
 def _farthest_first(pts: torch.Tensor, wts: torch.Tensor, K: int, seed: int) -> torch.Tensor:

@@ -36,12 +36,16 @@ def _gen(seed: int | None) -> torch.Generator:
     return g
 
 
-def grid(n: int, k: int = 3, spacing: float = 2.0, std: float = 0.1, seed: int | None = 0) -> torch.Tensor:
+def grid(
+    n: int, k: int = 3, spacing: float = 2.0, std: float = 0.1, seed: int | None = 0
+) -> torch.Tensor:
     """``n`` points from :func:`grid_mixture` (the paper's Fig. 2a data)."""
     return grid_mixture(k, spacing, std).sample(check_positive_int("n", n), _gen(seed))
 
 
-def eight_gaussians(n: int, radius: float = 2.0, std: float = 0.1, seed: int | None = 0) -> torch.Tensor:
+def eight_gaussians(
+    n: int, radius: float = 2.0, std: float = 0.1, seed: int | None = 0
+) -> torch.Tensor:
     return eight_gaussians_mixture(radius, std).sample(check_positive_int("n", n), _gen(seed))
 
 
@@ -62,7 +66,9 @@ def checkerboard(n: int, squares: int = 4, size: float = 4.0, seed: int | None =
     g = _gen(seed)
     cell = size / squares
     # pick a dark square (i + j even), then a uniform point inside it
-    dark = torch.tensor([(i, j) for i in range(squares) for j in range(squares) if (i + j) % 2 == 0])
+    dark = torch.tensor(
+        [(i, j) for i in range(squares) for j in range(squares) if (i + j) % 2 == 0]
+    )
     pick = dark[torch.randint(len(dark), (n,), generator=g)]
     u = torch.rand(n, 2, generator=g)
     return ((pick + u) * cell - size / 2).float()

@@ -79,7 +79,9 @@ def ot_coupling(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
     return z0[perm]
 
 
-def flow_loss(model: FlowModel, z1: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+def flow_loss(
+    model: FlowModel, z1: torch.Tensor, cfg: TrainConfig, g: torch.Generator
+) -> torch.Tensor:
     """One minibatch loss: sample noise and times, couple, evaluate eq. (2) or eq. (5)."""
     z0 = torch.randn(z1.shape, generator=g)
     if cfg.method == "ot-cfm":

@@ -1,0 +1,211 @@
+"""Typed configuration of a YAN model and its presets (paper App. B.3).
+
+One flat dataclass, :class:`YANConfig`, describes the architecture (sec. 5.1, App. B.3) and the
+loss weights of both training stages (eq. 8 and eq. 11). A checkpoint stores it as JSON next to
+its weights (``to_dict`` / ``from_dict``), so a model can be rebuilt without the code that
+trained it guessing.
+
+Where the paper gives no value (latent noise, the lambda/alpha weights, the length head) the
+default is our choice and its field says so.
+
+Example:
+    >>> cfg = preset("paper-trf")                 # d=512, 6 + 8 blocks, K=6, sigma=0.1
+    >>> cfg = preset("tiny", arch="mamba", K=2)   # overrides are validated
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+ARCHS = ("transformer", "mamba")
+
+
+@dataclass
+class YANConfig:
+    """Architecture and loss weights of YAN.
+
+    Architecture (sec. 5.1, App. B.3):
+        arch: ``"transformer"`` (YAN-TRF) or ``"mamba"`` (YAN-M: bidirectional Mamba mixers
+            in place of self-attention, explicit cross-attention for the source).
+        vocab_size: output classes of the decoder; LLaMA-3 + ``<|padding|>`` + ``<|mask|>`` is
+            128,258 in the paper. Set it from the tokenizer in use.
+        d_model: hidden width of every block (paper: 512).
+        n_heads: attention heads (self- and cross-attention).
+        enc_layers: encoder blocks (paper: 6 Transformer / 4 Mamba).
+        flow_layers: vector-field trunk blocks (paper: 8 Transformer / 6 Mamba).
+        cross_attn_layers: 1-based indices of flow blocks with cross-attention to the encoded
+            source (paper: 1, 2, 3, 5).
+        mlp_ratio: width of every block's MLP (and of the decoder's residual FFN) over its input.
+        latent_dim: size m of a token latent z; ``None`` means ``d_model`` (the paper's z in
+            R^{L x d}).
+        max_len: longest source or target sequence (paper: 2048); also the number of classes
+            of the length head.
+        dropout: dropout on residual branches and embeddings.
+        mamba_d_state, mamba_d_conv, mamba_expand: the Mamba (v1) mixer's sizes, as in
+            ``mamba_ssm.Mamba`` defaults.
+        tokenizer: name or folder of the tokenizer the model is meant for (see
+            ``yan.tokenizer.get_tokenizer``); informational, the model itself only sees ids.
+
+    MoE-FM flow (sec. 3.2, eq. 4-5):
+        K: number of experts (paper: 6); ``K = 1`` is vanilla flow matching.
+        sigma: expert standard deviation in eq. (4)-(5) (paper: 0.1).
+        gate_hidden: hidden width of the 2-layer gate MLP; ``None`` means ``d_model``.
+        train_steps: Euler steps of the unrolled solver for the stage-2 CE term (paper: 4).
+
+    Stage 1, eq. (8)-(10) (weights not given in the paper; ours):
+        lambda_ce, lambda_mmd, lambda_scale: weights of the reconstruction CE, the MMD^2 to
+            N(0, I) and the latent scale penalty.
+        latent_noise_std: std of the Gaussian noise added to the encoder output before decoding
+            in stage-1 training (sec. 4.2, "small Gaussian perturbations").
+        mmd_max_tokens: at most this many real tokens per batch enter the O(n^2) MMD kernel.
+
+    Stage 2, eq. (11) (weights not given in the paper; ours):
+        alpha_moefm, alpha_ce: weights of the MoE-FM NLL and of the CE of the decoded endpoint.
+        alpha_length: weight of the length head's CE (an addition to the paper, which uses
+            oracle lengths; 0 disables its training).
+        freeze_autoencoder: keep encoder and decoder fixed in stage 2 (the paper's two-stage
+            scheme); ``False`` fine-tunes them jointly with the flow.
+    """
+
+    arch: str = "transformer"
+    vocab_size: int = 128_258
+    d_model: int = 512
+    n_heads: int = 8
+    enc_layers: int = 6
+    flow_layers: int = 8
+    cross_attn_layers: tuple[int, ...] = (1, 2, 3, 5)
+    mlp_ratio: float = 4.0
+    latent_dim: int | None = None
+    max_len: int = 2048
+    dropout: float = 0.0
+    mamba_d_state: int = 16
+    mamba_d_conv: int = 4
+    mamba_expand: int = 2
+    tokenizer: str = "llama3"
+    K: int = 6
+    sigma: float = 0.1
+    gate_hidden: int | None = None
+    train_steps: int = 4
+    lambda_ce: float = 1.0
+    lambda_mmd: float = 1.0
+    lambda_scale: float = 0.01
+    latent_noise_std: float = 0.1
+    mmd_max_tokens: int = 512
+    alpha_moefm: float = 1.0
+    alpha_ce: float = 1.0
+    alpha_length: float = 0.1
+    freeze_autoencoder: bool = True
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep the tuple so configs compare equal after a round trip
+        self.cross_attn_layers = tuple(int(i) for i in self.cross_attn_layers)
+        if self.latent_dim is None:
+            self.latent_dim = self.d_model
+        if self.gate_hidden is None:
+            self.gate_hidden = self.d_model
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        for name in (
+            "vocab_size", "d_model", "n_heads", "enc_layers", "flow_layers", "latent_dim",
+            "max_len", "K", "gate_hidden", "train_steps", "mamba_d_state", "mamba_d_conv",
+            "mamba_expand",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.mmd_max_tokens < 2:
+            raise ValueError(f"mmd_max_tokens must be >= 2 (unbiased MMD), got {self.mmd_max_tokens}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise ValueError(f"sigma must be a finite number > 0, got {self.sigma}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        bad = [i for i in self.cross_attn_layers if not 1 <= i <= self.flow_layers]
+        if bad:
+            raise ValueError(
+                f"cross_attn_layers are 1-based flow block indices in 1..{self.flow_layers}, "
+                f"got out-of-range {bad}"
+            )
+        if len(set(self.cross_attn_layers)) != len(self.cross_attn_layers):
+            raise ValueError(f"cross_attn_layers has duplicates: {self.cross_attn_layers}")
+        if not self.cross_attn_layers:
+            raise ValueError("cross_attn_layers must name at least one flow block (the source "
+                             "conditions the flow only through cross-attention)")
+        for name in ("lambda_ce", "lambda_mmd", "lambda_scale", "latent_noise_std",
+                     "alpha_moefm", "alpha_ce", "alpha_length"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def replace(self, **overrides: Any) -> YANConfig:
+        """A copy with some fields changed (validated like :func:`preset` overrides)."""
+        _check_keys(overrides)
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the resolved config (``latent_dim``/``gate_hidden`` filled in)."""
+        out = dataclasses.asdict(self)
+        out["cross_attn_layers"] = list(self.cross_attn_layers)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> YANConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        _check_keys(data)
+        return cls(**data)
+
+
+def _check_keys(data: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(YANConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown YANConfig field(s) {unknown}; known fields: {sorted(known)}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # unit tests: a full forward/backward in milliseconds on CPU
+    "tiny": dict(
+        vocab_size=64, d_model=32, n_heads=4, enc_layers=2, flow_layers=2, cross_attn_layers=(1,),
+        mlp_ratio=2.0, max_len=64, K=3, gate_hidden=32, train_steps=2, mmd_max_tokens=64,
+        mamba_d_state=4, mamba_d_conv=4, mamba_expand=2, tokenizer="bpe",
+    ),
+    # CPU demo with an 8k byte-level BPE: ~10M parameters
+    "small": dict(
+        vocab_size=8192, d_model=256, n_heads=4, enc_layers=2, flow_layers=3,
+        cross_attn_layers=(1, 2), max_len=512, K=6, tokenizer="bpe",
+    ),
+    # App. B.3: YAN-TRF, ~200M parameters with the LLaMA-3 vocabulary
+    "paper-trf": dict(arch="transformer", enc_layers=6, flow_layers=8),
+    # App. B.3: YAN-M, bidirectional Mamba blocks, encoder 4 / flow 6, ~210M parameters
+    "paper-mamba": dict(arch="mamba", enc_layers=4, flow_layers=6),
+}
+
+
+def preset(name: str, **overrides: Any) -> YANConfig:
+    """The named preset with optional field overrides.
+
+    Raises:
+        ValueError: unknown preset name (the message lists the presets) or unknown field.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    _check_keys(overrides)
+    return YANConfig(**{**PRESETS[name], **overrides})
+
+
+__all__ = ["ARCHS", "PRESETS", "YANConfig", "preset"]
