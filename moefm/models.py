@@ -79,7 +79,10 @@ class MLPTrunk(nn.Module):
     ) -> torch.Tensor:
         if z.shape[-1] != self.dim:
             raise ValueError(f"z must have last dimension {self.dim}, got shape {tuple(z.shape)}")
-        t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[:-1])
+        t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
+        if t.dim() == 1 and z.dim() > 2:  # one time per sample, shared by its tokens
+            t = t.reshape(-1, *([1] * (z.dim() - 2)))
+        t = t.expand(z.shape[:-1])
         parts = [z, time_embedding(t, self.time_dim).to(z.dtype)]
         if self.cond_dim:
             if cond is None or cond.shape[-1] != self.cond_dim:

@@ -62,6 +62,8 @@ def plot_trajectories(
     ex = None if experts is None else _np(experts)
     if ex is not None and ex.ndim > 1:  # resample routing: colour by the expert at t = 0
         ex = ex[0]
+    if ex is not None:
+        ex = ex[:max_paths]
     for i in range(tr.shape[1]):
         c = expert_color(int(ex[i])) if ex is not None else "#555555"
         ax.plot(tr[:, i, 0], tr[:, i, 1], lw=0.6, alpha=0.6, c=c)

@@ -255,7 +255,9 @@ class YanTokenizer:
             tok_file = folder / meta["file"]
             if not tok_file.is_file():
                 raise FileNotFoundError(f"{tok_file} is missing (written by YanTokenizer.save)")
-            out = cls(name, _HFBackend(tokenizers.Tokenizer.from_file(str(tok_file))), meta["source"])
+            out = cls(
+                name, _HFBackend(tokenizers.Tokenizer.from_file(str(tok_file))), meta["source"]
+            )
         elif name in KNOWN_TOKENIZERS:
             out = get_tokenizer(name)
         else:
@@ -326,7 +328,9 @@ def get_tokenizer(name_or_path: str | Path, **kw: Any) -> YanTokenizer:
     try:
         hf = transformers.AutoTokenizer.from_pretrained(key, **kw)
     except OSError as err:  # offline, private or misspelled
-        raise ValueError(f"could not load tokenizer {key!r} from the hub ({err}); use {known}") from err
+        raise ValueError(
+            f"could not load tokenizer {key!r} from the hub ({err}); use {known}"
+        ) from err
     if not getattr(hf, "is_fast", False):
         raise ValueError(f"hub tokenizer {key!r} has no fast (Rust) version; YAN needs one")
     return YanTokenizer("hf", _HFBackend(hf.backend_tokenizer), source=key)
