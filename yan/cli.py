@@ -1,0 +1,43 @@
+"""The ``yan`` command: ``yan {train,generate,eval,bench,plot-run,info} ...``.
+
+Each sub-command lives in its own module with a ``main(argv)`` function; importing lazily keeps
+``yan --help`` instant and lets each module also run as ``python -m``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("yan.train", "train YAN (stage 1, stage 2, fine-tuning); also runs under torchrun"),
+    "generate": ("yan.generate", "generate text with a trained checkpoint"),
+    "eval": ("yan.evaluate", "evaluate a checkpoint on a task and write JSON/markdown tables"),
+    "bench": ("yan.bench", "latency / tokens-per-second and quality benchmarks vs baselines"),
+    "plot-run": ("yan.plot_run", "render the loss curves of a training run to PNG"),
+    "info": ("yan.model", "print a preset's configuration and parameter counts"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: yan <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "run 'yan <command> --help' for the options of a command"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"yan: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[name][0])
+    module.main(rest)
+
+
+if __name__ == "__main__":
+    main()
