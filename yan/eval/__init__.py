@@ -8,7 +8,7 @@ package). Typical use::
     scores = evaluate_generations("qa", predictions, references, md_path="out/qa.md")
 """
 
-from yan.eval.diversity import diversity, dist2, distinct_n, self_bleu, sem_dist
+from yan.eval.diversity import dist2, distinct_n, diversity, self_bleu, sem_dist
 from yan.eval.report import markdown_table, write_report
 from yan.eval.semantic import (
     bertscore_f1,

@@ -49,7 +49,9 @@ def _device(device: str | None) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_bertscorer(model_type: str | None = None, num_layers: int | None = None, device: str | None = None):
+def load_bertscorer(
+    model_type: str | None = None, num_layers: int | None = None, device: str | None = None
+):
     """A cached ``bert_score.BERTScorer``; ``model_type`` is a local folder or a hub name."""
     from bert_score import BERTScorer
 
@@ -78,8 +80,7 @@ def bertscore_f1(
     """
     refs = check_pairs(predictions, references)
     scorer = load_bertscorer(model_type, num_layers, device)
-    scorer.batch_size = batch_size
-    _, _, f1 = scorer.score(list(predictions), refs)
+    _, _, f1 = scorer.score(list(predictions), refs, batch_size=batch_size)
     return 100.0 * float(f1.mean())
 
 

@@ -29,13 +29,17 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
 
-def as_reference_lists(references: Sequence[Reference], name: str = "references") -> list[list[str]]:
+def as_reference_lists(
+    references: Sequence[Reference], name: str = "references"
+) -> list[list[str]]:
     """Turn ``[str | list[str], ...]`` into ``[[str, ...], ...]``; an empty list is an error."""
     out: list[list[str]] = []
     for i, ref in enumerate(references):
         refs = [ref] if isinstance(ref, str) else list(ref)
         if not refs or not all(isinstance(r, str) for r in refs):
-            raise ValueError(f"{name}[{i}] must be a string or a non-empty list of strings, got {ref!r}")
+            raise ValueError(
+                f"{name}[{i}] must be a string or a non-empty list of strings, got {ref!r}"
+            )
         out.append(refs)
     return out
 

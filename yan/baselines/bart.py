@@ -1,0 +1,135 @@
+"""BART baseline (Lewis et al., 2020): source to the encoder, target from the decoder (App. B.4).
+
+BART treats source and target the way YAN does. The encoder reads ``[<sep>, source...]`` (the
+``<s>`` of BART's own format, which also keeps an empty source well defined); the decoder starts
+from ``<sep>`` and is trained with teacher forcing. Generation is greedy with a KV cache for
+exactly the oracle number of target tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from yan.baselines.common import (
+    Baseline,
+    BaselineConfig,
+    check_batch,
+    check_ids,
+    check_src,
+    length_mask,
+    masked_mean_ce,
+    right_pad,
+    target_lengths,
+)
+from yan.baselines.hf_cache import cache_kwarg, new_cache
+from yan.batch import Seq2SeqBatch
+
+
+class BartBaseline(Baseline):
+    """``transformers.BartForConditionalGeneration`` trained from scratch.
+
+    ``n_layers`` is split evenly: BART-base is 6 encoder + 6 decoder layers. The shared
+    embedding has ``vocab_size + 1`` rows; the last is ``<sep>``.
+    """
+
+    def __init__(self, config: BaselineConfig) -> None:
+        super().__init__(config)
+        from transformers import BartConfig, BartForConditionalGeneration
+
+        half = config.n_layers // 2
+        hf = BartConfig(
+            vocab_size=config.vocab_size + 1,
+            max_position_embeddings=config.max_len,
+            d_model=config.d_model,
+            encoder_layers=half,
+            decoder_layers=half,
+            encoder_attention_heads=config.n_heads,
+            decoder_attention_heads=config.n_heads,
+            encoder_ffn_dim=config.d_ff,
+            decoder_ffn_dim=config.d_ff,
+            dropout=config.dropout,
+            attention_dropout=0.0,  # BART-base values
+            activation_dropout=0.0,
+            pad_token_id=config.pad_id,
+            bos_token_id=config.sep_id,
+            eos_token_id=config.sep_id,
+            decoder_start_token_id=config.sep_id,
+            forced_bos_token_id=None,
+            forced_eos_token_id=None,
+        )
+        self.seq2seq = BartForConditionalGeneration(hf)
+        self._cache_kw = cache_kwarg(self.seq2seq)
+
+    def _encoder_input(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``[<sep>, source...]``, right-padded and trimmed to the longest real row."""
+        check_src(src, src_mask)
+        check_ids(src[src_mask], self.config.vocab_size, "src")
+        # BART's positions are column indices, so real tokens must start at column 0.
+        ids, mask = right_pad(src, src_mask, self.config.pad_id)
+        width = int(mask.sum(1).max()) if mask.numel() else 0
+        ids, mask = ids[:, :width], mask[:, :width]
+        sep = ids.new_full((ids.shape[0], 1), self.config.sep_id)
+        ids = torch.cat([sep, ids], 1)
+        mask = torch.cat([torch.ones_like(sep, dtype=torch.bool), mask], 1)
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(
+                f"<sep> + source is {ids.shape[1]} tokens, more than max_len={self.config.max_len}"
+            )
+        return ids, mask
+
+    def _check_target(self, length: int) -> None:
+        if length > self.config.max_len:
+            raise ValueError(f"target is {length} tokens, more than max_len={self.config.max_len}")
+
+    def loss(self, batch: Seq2SeqBatch) -> Tensor:
+        """Mean teacher-forced cross-entropy over the real target tokens."""
+        check_batch(batch, self.config.vocab_size)
+        enc_ids, enc_mask = self._encoder_input(batch.src, batch.src_mask)
+        self._check_target(batch.tgt.shape[1])
+        start = torch.full_like(batch.tgt[:, :1], self.config.sep_id)
+        dec_ids = torch.cat([start, batch.tgt[:, :-1]], 1)
+        dec_mask = torch.cat([torch.ones_like(batch.tgt_mask[:, :1]), batch.tgt_mask[:, :-1]], 1)
+        logits = self.seq2seq(
+            input_ids=enc_ids,
+            attention_mask=enc_mask,
+            decoder_input_ids=dec_ids,
+            decoder_attention_mask=dec_mask,
+            use_cache=False,
+        ).logits
+        return masked_mean_ce(logits, batch.tgt, batch.tgt_mask)
+
+    @torch.inference_mode()
+    def generate(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, **kw) -> Tensor:
+        """Greedy decoding with a KV cache for exactly ``tgt_len`` tokens per row.
+
+        Returns ``(B, max(tgt_len))`` ids; with per-row lengths, positions past a row's length
+        hold ``pad_id``. Padding, ``<|mask|>`` and ``<sep>`` are never generated.
+        """
+        if kw:
+            raise ValueError(f"bart generate takes no extra options, got {sorted(kw)}")
+        from transformers.modeling_outputs import BaseModelOutput
+
+        enc_ids, enc_mask = self._encoder_input(src.to(self.device), src_mask.to(self.device))
+        lengths = target_lengths(tgt_len, enc_ids.shape[0], enc_ids.device)
+        self._check_target(int(lengths.max()))
+        encoded = BaseModelOutput(
+            last_hidden_state=self.seq2seq.get_encoder()(
+                input_ids=enc_ids, attention_mask=enc_mask
+            ).last_hidden_state
+        )
+        cache = new_cache(encoder_decoder=True)
+        token = torch.full_like(enc_ids[:, :1], self.config.sep_id)
+        out = []
+        for _ in range(int(lengths.max())):
+            logits = self.seq2seq(
+                encoder_outputs=encoded,
+                attention_mask=enc_mask,
+                decoder_input_ids=token,
+                use_cache=True,
+                **{self._cache_kw: cache},
+            ).logits[:, -1]
+            token = self.suppress_special(logits).argmax(-1, keepdim=True)
+            out.append(token)
+        tokens = torch.cat(out, 1)
+        return tokens.masked_fill(~length_mask(lengths, tokens.shape[1]), self.config.pad_id)

@@ -1,0 +1,235 @@
+"""What the three baselines share: the config dataclass, presets, the interface, and helpers.
+
+Every baseline reads and writes token ids of the project tokenizer, trains on
+:class:`yan.batch.Seq2SeqBatch`, and generates with oracle target lengths (sec. 5.1, App. B.4).
+The autoregressive ones (GPT-2, BART) need one extra token that the project vocabulary does not
+have: a separator / start-of-target token, given the id ``vocab_size`` (an extra embedding row).
+Generated ids are always real vocabulary tokens: padding, ``<|mask|>`` and the separator are
+suppressed in every sampling step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from yan.batch import Seq2SeqBatch
+
+BASELINES = ("gpt2", "bart", "masked-diffusion")
+PRESET_NAMES = ("paper", "small", "tiny")
+
+
+@dataclass
+class BaselineConfig:
+    """Architecture of one baseline; stored as JSON next to the weights.
+
+    Attributes:
+        name: one of :data:`BASELINES`.
+        vocab_size: size of the project vocabulary (incl. ``<|padding|>`` and ``<|mask|>``).
+        pad_id, mask_id: ids of those two special tokens.
+        max_len: longest sequence a model sees: source + separator + target for GPT-2 and
+            masked diffusion, the longer of (separator + source) and target for BART.
+        d_model, n_layers, n_heads, d_ff: width, depth, heads, MLP width. BART splits
+            ``n_layers`` evenly between encoder and decoder (BART-base is 6 + 6 = 12).
+        dropout: dropout probability in training.
+    """
+
+    name: str
+    vocab_size: int
+    pad_id: int
+    mask_id: int
+    max_len: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in BASELINES:
+            raise ValueError(f"unknown baseline {self.name!r}; expected one of {BASELINES}")
+        if self.vocab_size < 3:
+            raise ValueError(f"vocab_size must be >= 3, got {self.vocab_size}")
+        for field in ("pad_id", "mask_id"):
+            value = getattr(self, field)
+            if not 0 <= value < self.vocab_size:
+                raise ValueError(
+                    f"{field}={value} is outside the vocabulary [0, {self.vocab_size})"
+                )
+        if self.pad_id == self.mask_id:
+            raise ValueError(f"pad_id and mask_id must differ, both are {self.pad_id}")
+        for field in ("max_len", "d_model", "n_layers", "n_heads", "d_ff"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.name == "bart" and self.n_layers % 2:
+            raise ValueError(
+                f"bart splits n_layers between encoder and decoder; got odd {self.n_layers}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def sep_id(self) -> int:
+        """The extra separator / start-of-target token of the autoregressive baselines."""
+        return self.vocab_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Architecture per (preset, baseline). `paper` matches the paper's model sizes (Table 1: GPT-2
+# 124M, BART 139M; the LLaDA stand-in is ~200M, YAN's scale, since an 8B model is out of reach);
+# `small` matches the YAN `small` preset (d=256, 4 blocks); `tiny` is for tests.
+_ARCH: dict[tuple[str, str], dict] = {
+    ("paper", "gpt2"): dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072, dropout=0.1),
+    ("paper", "bart"): dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072, dropout=0.1),
+    ("paper", "masked-diffusion"): dict(d_model=1024, n_layers=12, n_heads=16, d_ff=4096),
+    ("small", "gpt2"): dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, dropout=0.1),
+    ("small", "bart"): dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, dropout=0.1),
+    ("small", "masked-diffusion"): dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024),
+    ("tiny", "gpt2"): dict(d_model=64, n_layers=2, n_heads=2, d_ff=256),
+    ("tiny", "bart"): dict(d_model=64, n_layers=2, n_heads=2, d_ff=256),
+    ("tiny", "masked-diffusion"): dict(d_model=64, n_layers=2, n_heads=2, d_ff=256),
+}
+
+
+def preset_config(
+    name: str, preset: str, *, vocab_size: int, pad_id: int, mask_id: int, max_len: int
+) -> BaselineConfig:
+    """The :class:`BaselineConfig` of baseline ``name`` at size ``preset`` (see :data:`PRESET_NAMES`)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {PRESET_NAMES}")
+    sizes = _ARCH[preset, name]
+    return BaselineConfig(name, vocab_size, pad_id, mask_id, max_len, **sizes)
+
+
+class Baseline(nn.Module, ABC):
+    """The interface all baselines share: a training loss and oracle-length generation."""
+
+    config: BaselineConfig
+
+    def __init__(self, config: BaselineConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @abstractmethod
+    def loss(self, batch: Seq2SeqBatch) -> Tensor:
+        """Scalar training loss on one batch."""
+
+    @abstractmethod
+    def generate(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, **kw) -> Tensor:
+        """Greedy ``(B, Lt)`` target ids of the oracle length(s); see :func:`target_lengths`."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def suppress_special(self, logits: Tensor) -> Tensor:
+        """Set the logits of padding, ``<|mask|>`` and any ids past the vocabulary to ``-inf``."""
+        cfg = self.config
+        logits = logits.clone()
+        logits[..., [cfg.pad_id, cfg.mask_id]] = float("-inf")
+        logits[..., cfg.vocab_size :] = float("-inf")
+        return logits
+
+
+def check_src(src: Tensor, src_mask: Tensor) -> None:
+    """Raise ``ValueError`` unless ``src`` / ``src_mask`` are matching ``(B, Ls)`` long / bool."""
+    if src.ndim != 2 or src.shape != src_mask.shape:
+        raise ValueError(
+            f"src and src_mask must both be (B, Ls), got {tuple(src.shape)} and {tuple(src_mask.shape)}"
+        )
+    if src.dtype != torch.long or src_mask.dtype != torch.bool:
+        raise ValueError(
+            f"src must be long and src_mask bool, got {src.dtype} and {src_mask.dtype}"
+        )
+
+
+def check_ids(ids: Tensor, vocab_size: int, name: str) -> None:
+    """Raise ``ValueError`` if any id lies outside ``[0, vocab_size)``."""
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"{name} holds ids outside [0, {vocab_size}): min {int(ids.min())}, max {int(ids.max())}"
+        )
+
+
+def check_batch(batch: Seq2SeqBatch, vocab_size: int) -> None:
+    """Validate a training batch: shapes, dtypes, ids in range, at least one target token."""
+    check_src(batch.src, batch.src_mask)
+    if batch.tgt.dtype != torch.long or batch.tgt_mask.dtype != torch.bool:
+        raise ValueError(
+            f"tgt must be long and tgt_mask bool, got {batch.tgt.dtype} and {batch.tgt_mask.dtype}"
+        )
+    if not batch.tgt_mask.any():
+        raise ValueError("batch has no real target token: nothing to train on")
+    check_ids(batch.src[batch.src_mask], vocab_size, "src")
+    check_ids(batch.tgt[batch.tgt_mask], vocab_size, "tgt")
+
+
+def target_lengths(tgt_len: int | Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """Oracle target lengths as a ``(B,)`` long tensor.
+
+    ``tgt_len`` is one int for the whole batch or a ``(B,)`` tensor of per-row lengths; the
+    output of ``generate`` has ``max(tgt_len)`` columns and rows shorter than that are padded
+    with ``pad_id`` on the right (the :class:`Seq2SeqBatch` layout).
+    """
+    if isinstance(tgt_len, Tensor):
+        if tgt_len.shape != (batch_size,):
+            raise ValueError(
+                f"tgt_len tensor must have shape ({batch_size},), got {tuple(tgt_len.shape)}"
+            )
+        lengths = tgt_len.to(device=device, dtype=torch.long)
+    elif isinstance(tgt_len, int) and not isinstance(tgt_len, bool):
+        lengths = torch.full((batch_size,), tgt_len, dtype=torch.long, device=device)
+    else:
+        raise ValueError(f"tgt_len must be an int or a (B,) tensor, got {type(tgt_len).__name__}")
+    if batch_size == 0:
+        raise ValueError("generate got an empty batch (B = 0)")
+    if int(lengths.min()) < 0 or int(lengths.max()) < 1:
+        raise ValueError(f"tgt_len must be >= 0 per row and >= 1 somewhere, got {lengths.tolist()}")
+    return lengths
+
+
+def length_mask(lengths: Tensor, width: int) -> Tensor:
+    """``(B, width)`` bool mask, True at positions ``< lengths[b]``."""
+    return torch.arange(width, device=lengths.device) < lengths[:, None]
+
+
+def left_pad(ids: Tensor, mask: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    """Move each row's real tokens (``mask`` True, in order) to the right end of the row.
+
+    Prompts must end at the same column so that every row's next token is appended in the
+    same place during batched greedy decoding.
+    """
+    order = torch.argsort(mask.int(), dim=1, stable=True)  # pads first, real tokens keep order
+    new_mask = torch.gather(mask, 1, order)
+    return torch.where(new_mask, torch.gather(ids, 1, order), pad_id), new_mask
+
+
+def right_pad(ids: Tensor, mask: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    """Move each row's real tokens (in order) to the left end of the row."""
+    order = torch.argsort((~mask).int(), dim=1, stable=True)
+    new_mask = torch.gather(mask, 1, order)
+    return torch.where(new_mask, torch.gather(ids, 1, order), pad_id), new_mask
+
+
+def position_ids(mask: Tensor) -> Tensor:
+    """Positions that count only real tokens, so padding anywhere never shifts them."""
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def masked_mean_ce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy averaged over the positions where ``mask`` is True."""
+    ce = nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), reduction="none"
+    )
+    mask = mask.flatten().float()
+    return (ce * mask).sum() / mask.sum().clamp(min=1.0)

@@ -1,0 +1,180 @@
+"""Masked-diffusion baseline in the style of LLaDA (Nie et al., 2025), at a trainable scale.
+
+A bidirectional Transformer reads ``[source..., target...]`` where some target tokens are
+replaced by ``<|mask|>`` and predicts the original tokens at the masked places. As in LLaDA
+there is no time input: the fraction of masks tells the model how far along it is.
+
+Training (LLaDA's SFT objective): per sequence draw ``t ~ U(eps, 1)``, mask each target token
+independently with probability ``t``, and minimise
+``E[ (1 / t) * (1 / L) * sum_i 1[target i masked] * CE_i ]`` with ``L`` the target length --
+an upper bound on the negative log-likelihood of the target given the source.
+
+Sampling (LLaDA's low-confidence remasking, greedy): start from an all-mask target and run
+``T`` steps. Each step predicts every masked position (argmax), keeps the ``~L / T`` most
+confident predictions and leaves the rest masked. ``T = L`` unmasks one token per step (the
+paper's best-quality LLaDA setting, sec. 5.3); ``T = 1`` unmasks everything at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from yan.baselines.common import (
+    Baseline,
+    BaselineConfig,
+    check_batch,
+    check_ids,
+    check_src,
+    length_mask,
+    position_ids,
+    target_lengths,
+)
+from yan.batch import Seq2SeqBatch
+
+MASK_EPS = 1e-3  # LLaDA's floor on the masking probability, keeps the 1/t weight bounded
+
+
+class Block(nn.Module):
+    """Pre-norm bidirectional Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key_mask: Tensor) -> Tensor:
+        """``key_mask``: ``(B, 1, 1, L)`` bool, True where a key may be attended to."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).unbind(2)
+        att = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=key_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, n, d)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class MaskedDiffusionBaseline(Baseline):
+    """LLaDA-style masked diffusion LM with learned positions and tied input/output embeddings.
+
+    ``<|mask|>`` is a token of the project vocabulary, so the embedding has ``vocab_size`` rows.
+    """
+
+    def __init__(self, config: BaselineConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.tok_emb = nn.Embedding(config.vocab_size, d)
+        self.pos_emb = nn.Embedding(config.max_len, d)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, config.vocab_size, bias=False)
+        # Tied like GPT-2 and BART (LLaDA unties them): keeps `paper` at ~200M with d=1024.
+        self.head.weight = self.tok_emb.weight
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        # GPT-2's initialisation, as in the other two baselines.
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def _target_logits(
+        self, src: Tensor, src_mask: Tensor, tgt: Tensor, tgt_mask: Tensor
+    ) -> Tensor:
+        """Logits ``(B, Lt, V)`` at the target positions of ``[source, target]``."""
+        mask = torch.cat([src_mask, tgt_mask], 1)
+        longest = int(mask.sum(1).max()) if mask.numel() else 0
+        if longest > self.config.max_len:
+            raise ValueError(
+                f"source + target is {longest} tokens, more than max_len={self.config.max_len}"
+            )
+        ids = torch.cat([src, tgt], 1)
+        # A row with no real token would make softmax over keys 0/0; let it see everything.
+        keys = mask | ~mask.any(1, keepdim=True)
+        x = self.drop(self.tok_emb(ids) + self.pos_emb(position_ids(mask)))
+        for block in self.blocks:
+            x = block(x, keys[:, None, None, :])
+        return self.head(self.ln_f(x[:, src.shape[1] :]))
+
+    def loss(self, batch: Seq2SeqBatch) -> Tensor:
+        """LLaDA's 1/t-weighted masked cross-entropy on the target (see the module docstring)."""
+        check_batch(batch, self.config.vocab_size)
+        tgt, tgt_mask = batch.tgt, batch.tgt_mask
+        t = MASK_EPS + (1 - MASK_EPS) * torch.rand(tgt.shape[0], 1, device=tgt.device)
+        masked = (torch.rand(tgt.shape, device=tgt.device) < t) & tgt_mask
+        noisy = torch.where(masked, self.config.mask_id, tgt)
+        logits = self._target_logits(batch.src, batch.src_mask, noisy, tgt_mask)
+        ce = F.cross_entropy(logits.float().transpose(1, 2), tgt, reduction="none")  # (B, Lt)
+        per_row = (ce * masked).sum(1) / t.squeeze(1) / tgt_mask.sum(1).clamp(min=1)
+        return per_row.mean()
+
+    @staticmethod
+    def unmask_schedule(lengths: Tensor, steps: int) -> Tensor:
+        """``(B, steps)`` tokens to unmask per step: ``L // T`` each, the remainder first (LLaDA)."""
+        base = (lengths // steps)[:, None]
+        extra = torch.arange(steps, device=lengths.device) < (lengths % steps)[:, None]
+        return base + extra.long()
+
+    @torch.inference_mode()
+    def iter_denoise(
+        self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, steps: int | None = None
+    ) -> Iterator[Tensor]:
+        """Yield the ``(B, Lt)`` target after each of the ``steps`` denoising steps.
+
+        Still-masked positions hold ``mask_id``; positions past a row's length hold ``pad_id``.
+        ``steps`` defaults to the (longest) target length, i.e. one token per step.
+        """
+        src, src_mask = src.to(self.device), src_mask.to(self.device)
+        check_src(src, src_mask)
+        check_ids(src[src_mask], self.config.vocab_size, "src")
+        lengths = target_lengths(tgt_len, src.shape[0], src.device)
+        width = int(lengths.max())
+        steps = width if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= width:
+            raise ValueError(
+                f"steps must be an int in [1, {width}] (the target length), got {steps!r}"
+            )
+        tgt_mask = length_mask(lengths, width)
+        x = torch.where(tgt_mask, self.config.mask_id, self.config.pad_id)
+        schedule = self.unmask_schedule(lengths, steps)
+        for step in range(steps):
+            logits = self.suppress_special(self._target_logits(src, src_mask, x, tgt_mask))
+            confidence, prediction = logits.float().softmax(-1).max(-1)
+            still_masked = x == self.config.mask_id
+            confidence = confidence.masked_fill(~still_masked, float("-inf"))
+            # Rank the masked positions by confidence; keep the top `schedule[:, step]` of them.
+            order = confidence.argsort(dim=1, descending=True, stable=True)
+            rank = torch.empty_like(order).scatter_(
+                1, order, torch.arange(width, device=x.device).expand_as(order)
+            )
+            keep = (rank < schedule[:, step : step + 1]) & still_masked
+            x = torch.where(keep, prediction, x)
+            yield x
+
+    @torch.inference_mode()
+    def generate(
+        self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, steps: int | None = None, **kw
+    ) -> Tensor:
+        """Sample the target in ``steps`` steps (default: one per token); returns ``(B, Lt)`` ids."""
+        if kw:
+            raise ValueError(f"masked-diffusion generate takes only `steps`, got {sorted(kw)}")
+        final = None
+        for state in self.iter_denoise(src, src_mask, tgt_len, steps):
+            final = state
+        return final
