@@ -88,18 +88,45 @@ def plot_gate(
     ax: Any, model: Any, t: float = 0.0, *, lim: float = 4.0, n: int = 120, title: str = ""
 ) -> None:
     """The most probable expert of ``pi(z, t)`` over the plane, shaded by its probability."""
+    pts, _, _ = grid_points(lim, n)
+    log_pi = model.log_pi(model.features(pts, torch.full((len(pts),), float(t))))
+    plot_expert_map(
+        ax,
+        log_pi.exp().reshape(n, n, -1),
+        (-lim, lim, -lim, lim),
+        title=title or f"gate argmax pi(z, t={t:.2f})",
+    )
+
+
+def plot_expert_map(
+    ax: Any,
+    probs: torch.Tensor | np.ndarray,
+    extent: tuple[float, float, float, float],
+    *,
+    title: str = "",
+) -> None:
+    """Colour a regular grid by its most probable expert, more opaque where that expert is surer.
+
+    Works for any probabilities over K experts on a mesh: the routing ``pi(z, t)`` (eq. 4) or
+    the responsibilities ``gamma(u*)`` (eq. 12).
+
+    Args:
+        probs: ``(ny, nx, K)`` probabilities, row 0 at the bottom (``y = extent[2]``), as
+            returned on the mesh of :func:`grid_points` after ``reshape(n, n, K)``.
+        extent: ``(x_min, x_max, y_min, y_max)`` of the mesh.
+    """
     from matplotlib.colors import ListedColormap
 
-    pts, xx, yy = grid_points(lim, n)
-    log_pi = model.log_pi(model.features(pts, torch.full((len(pts),), float(t))))
-    pi = log_pi.exp()
-    K = pi.shape[-1]
-    top = pi.argmax(-1).reshape(xx.shape).numpy()
-    conf = pi.max(-1).values.reshape(xx.shape).numpy()
+    p = _np(probs)
+    if p.ndim != 3:
+        raise ValueError(f"probs must have shape (ny, nx, K), got {p.shape}")
+    K = p.shape[-1]
+    top = p.argmax(-1)
+    conf = p.max(-1)
     cmap = ListedColormap([expert_color(k) for k in range(K)])
     ax.imshow(
         top,
-        extent=(-lim, lim, -lim, lim),
+        extent=extent,
         origin="lower",
         cmap=cmap,
         vmin=-0.5,
@@ -107,12 +134,39 @@ def plot_gate(
         alpha=0.25 + 0.75 * (conf - conf.min()) / max(np.ptp(conf), 1e-9),
         interpolation="nearest",
     )
-    _frame(ax, title or f"gate argmax pi(z, t={t:.2f})", lim)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    _frame(ax, title, None)
 
 
-def _frame(ax: Any, title: str, lim: float) -> None:
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
+def plot_vector_field(
+    ax: Any,
+    points: torch.Tensor | np.ndarray,
+    vectors: torch.Tensor | np.ndarray,
+    *,
+    title: str = "",
+    lim: float = 4.0,
+    color: str = "#1f3b73",
+    scale: float | None = None,
+) -> None:
+    """Arrows ``vectors (n, 2)`` at ``points (n, 2)``, e.g. a velocity field on :func:`grid_points`.
+
+    ``scale`` is matplotlib's quiver scale (data units per arrow length unit); ``None`` lets
+    matplotlib choose, a fixed value makes several panels comparable.
+    """
+    p, v = _np(points), _np(vectors)
+    if p.ndim != 2 or p.shape[1] != 2 or v.shape != p.shape:
+        raise ValueError(
+            f"points and vectors must both have shape (n, 2), got {p.shape} and {v.shape}"
+        )
+    ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, scale=scale, width=0.004)
+    _frame(ax, title, lim)
+
+
+def _frame(ax: Any, title: str, lim: float | None) -> None:
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
