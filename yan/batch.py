@@ -33,7 +33,9 @@ class Seq2SeqBatch:
             )
 
     def to(self, device: torch.device | str) -> Seq2SeqBatch:
-        return Seq2SeqBatch(*(x.to(device) for x in (self.src, self.src_mask, self.tgt, self.tgt_mask)))
+        return Seq2SeqBatch(
+            *(x.to(device) for x in (self.src, self.src_mask, self.tgt, self.tgt_mask))
+        )
 
     @property
     def num_tokens(self) -> int:

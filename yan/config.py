@@ -112,15 +112,27 @@ class YANConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         for name in (
-            "vocab_size", "d_model", "n_heads", "enc_layers", "flow_layers", "latent_dim",
-            "max_len", "K", "gate_hidden", "train_steps", "mamba_d_state", "mamba_d_conv",
+            "vocab_size",
+            "d_model",
+            "n_heads",
+            "enc_layers",
+            "flow_layers",
+            "latent_dim",
+            "max_len",
+            "K",
+            "gate_hidden",
+            "train_steps",
+            "mamba_d_state",
+            "mamba_d_conv",
             "mamba_expand",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.mmd_max_tokens < 2:
-            raise ValueError(f"mmd_max_tokens must be >= 2 (unbiased MMD), got {self.mmd_max_tokens}")
+            raise ValueError(
+                f"mmd_max_tokens must be >= 2 (unbiased MMD), got {self.mmd_max_tokens}"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
@@ -140,10 +152,19 @@ class YANConfig:
         if len(set(self.cross_attn_layers)) != len(self.cross_attn_layers):
             raise ValueError(f"cross_attn_layers has duplicates: {self.cross_attn_layers}")
         if not self.cross_attn_layers:
-            raise ValueError("cross_attn_layers must name at least one flow block (the source "
-                             "conditions the flow only through cross-attention)")
-        for name in ("lambda_ce", "lambda_mmd", "lambda_scale", "latent_noise_std",
-                     "alpha_moefm", "alpha_ce", "alpha_length"):
+            raise ValueError(
+                "cross_attn_layers must name at least one flow block (the source "
+                "conditions the flow only through cross-attention)"
+            )
+        for name in (
+            "lambda_ce",
+            "lambda_mmd",
+            "lambda_scale",
+            "latent_noise_std",
+            "alpha_moefm",
+            "alpha_ce",
+            "alpha_length",
+        ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -180,14 +201,34 @@ def _check_keys(data: dict[str, Any]) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     # unit tests: a full forward/backward in milliseconds on CPU
     "tiny": dict(
-        vocab_size=64, d_model=32, n_heads=4, enc_layers=2, flow_layers=2, cross_attn_layers=(1,),
-        mlp_ratio=2.0, max_len=64, K=3, gate_hidden=32, train_steps=2, mmd_max_tokens=64,
-        mamba_d_state=4, mamba_d_conv=4, mamba_expand=2, tokenizer="bpe",
+        vocab_size=64,
+        d_model=32,
+        n_heads=4,
+        enc_layers=2,
+        flow_layers=2,
+        cross_attn_layers=(1,),
+        mlp_ratio=2.0,
+        max_len=64,
+        K=3,
+        gate_hidden=32,
+        train_steps=2,
+        mmd_max_tokens=64,
+        mamba_d_state=4,
+        mamba_d_conv=4,
+        mamba_expand=2,
+        tokenizer="bpe",
     ),
     # CPU demo with an 8k byte-level BPE: ~10M parameters
     "small": dict(
-        vocab_size=8192, d_model=256, n_heads=4, enc_layers=2, flow_layers=3,
-        cross_attn_layers=(1, 2), max_len=512, K=6, tokenizer="bpe",
+        vocab_size=8192,
+        d_model=256,
+        n_heads=4,
+        enc_layers=2,
+        flow_layers=3,
+        cross_attn_layers=(1, 2),
+        max_len=512,
+        K=6,
+        tokenizer="bpe",
     ),
     # App. B.3: YAN-TRF, ~200M parameters with the LLaMA-3 vocabulary
     "paper-trf": dict(arch="transformer", enc_layers=6, flow_layers=8),

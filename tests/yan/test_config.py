@@ -1,0 +1,70 @@
+"""YANConfig: presets follow App. B.3, JSON round trip, validation of bad values."""
+
+import json
+
+import pytest
+
+from yan.config import PRESETS, YANConfig, preset
+
+
+def test_paper_presets_follow_appendix_b3():
+    trf = preset("paper-trf")
+    assert (trf.arch, trf.d_model, trf.enc_layers, trf.flow_layers) == ("transformer", 512, 6, 8)
+    assert trf.cross_attn_layers == (1, 2, 3, 5)
+    assert (trf.K, trf.sigma, trf.train_steps, trf.max_len) == (6, 0.1, 4, 2048)
+    assert trf.vocab_size == 128_258  # LLaMA-3 + <|padding|> + <|mask|>
+    mamba = preset("paper-mamba")
+    assert (mamba.arch, mamba.enc_layers, mamba.flow_layers) == ("mamba", 4, 6)
+
+
+def test_resolved_defaults():
+    cfg = preset("small")
+    assert cfg.latent_dim == cfg.d_model == 256
+    assert cfg.gate_hidden == cfg.d_model
+    assert preset("tiny", latent_dim=16).latent_dim == 16
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_json_round_trip(name):
+    cfg = preset(name, K=2)
+    again = YANConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert isinstance(again.cross_attn_layers, tuple)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ValueError, match="paper-trf"):
+        preset("gpt-5")
+
+
+def test_unknown_override_and_field_are_rejected():
+    with pytest.raises(ValueError, match="n_experts"):
+        preset("tiny", n_experts=3)
+    with pytest.raises(ValueError, match="bogus"):
+        YANConfig.from_dict({**preset("tiny").to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="bogus"):
+        preset("tiny").replace(bogus=1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (dict(d_model=30, n_heads=4), "divisible"),
+        (dict(K=0), "K"),
+        (dict(sigma=0.0), "sigma"),
+        (dict(sigma=float("nan")), "sigma"),
+        (dict(cross_attn_layers=(0,)), "cross_attn_layers"),
+        (dict(cross_attn_layers=(3,)), "cross_attn_layers"),  # tiny has 2 flow blocks
+        (dict(cross_attn_layers=(1, 1)), "duplicates"),
+        (dict(cross_attn_layers=()), "at least one"),
+        (dict(arch="rnn"), "arch"),
+        (dict(train_steps=0), "train_steps"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(lambda_mmd=-1.0), "lambda_mmd"),
+        (dict(mmd_max_tokens=1), "mmd_max_tokens"),
+        (dict(vocab_size=2.5), "vocab_size"),
+    ],
+)
+def test_validation(overrides, needle):
+    with pytest.raises(ValueError, match=needle):
+        preset("tiny", **overrides)

@@ -1,0 +1,219 @@
+"""Latent flow: MoEField protocol, padding isolation, K=1 is VFM, frozen routing, T trunk calls,
+stage-2 loss (eq. 11) and its gradients through the unrolled solver."""
+
+import pytest
+import torch
+
+from moefm.losses import moefm_nll, vfm_loss
+from moefm.models import MoEField
+from moefm.paths import linear_path
+from moefm.sampling import sample
+from yan.autoencoder import Decoder
+from yan.config import preset
+from yan.flow import LatentFlow, LengthHead, latent_flow_loss, masked_mean
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors gain nothing from threads; on a busy 2-core machine they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def right_mask(lengths, width):
+    return torch.arange(width) < torch.tensor(lengths).unsqueeze(1)
+
+
+def make(arch="transformer", **overrides):
+    cfg = preset("tiny", arch=arch, **overrides)
+    flow = LatentFlow(cfg)
+    for block in flow.blocks:  # leave adaLN-Zero so that every path of the trunk is exercised
+        torch.nn.init.normal_(block.ada[1].weight, std=0.1)
+    torch.nn.init.normal_(flow.ada_out[1].weight, std=0.1)
+    return cfg, flow
+
+
+def inputs(cfg, tgt_lengths=(6, 4), src_lengths=(5, 2)):
+    b = len(tgt_lengths)
+    z_src = torch.randn(b, max(src_lengths), cfg.latent_dim)
+    z = torch.randn(b, max(tgt_lengths), cfg.latent_dim)
+    return z_src, right_mask(src_lengths, z_src.shape[1]), z, right_mask(tgt_lengths, z.shape[1])
+
+
+def test_implements_moefield_with_the_right_shapes():
+    cfg, flow = make(K=4)
+    z_src, src_mask, z, tgt_mask = inputs(cfg)
+    assert isinstance(flow, MoEField)
+    feats = flow.features(z, torch.rand(2), flow.condition(z_src, src_mask, tgt_mask))
+    u, log_pi = flow.fields(feats), flow.log_pi(feats)
+    assert u.shape == (2, 6, 4, cfg.latent_dim) and log_pi.shape == (2, 6, 4)
+    torch.testing.assert_close(log_pi.exp().sum(-1), torch.ones(2, 6))
+    idx = torch.randint(0, 4, (2, 6))
+    chosen = u.gather(2, idx[..., None, None].expand(2, 6, 1, cfg.latent_dim)).squeeze(2)
+    torch.testing.assert_close(flow.field(feats, idx), chosen)
+    assert feats.gate_input().shape == (2, 6, 2 * cfg.d_model + cfg.latent_dim)
+
+
+def test_bad_feature_inputs_are_clear_errors():
+    cfg, flow = make()
+    z_src, src_mask, z, tgt_mask = inputs(cfg)
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    with pytest.raises(ValueError, match="t must have shape"):
+        flow.features(z, torch.rand(3), cond)
+    with pytest.raises(ValueError, match="z must have shape"):
+        flow.features(z[..., :5], torch.rand(2), cond)
+    with pytest.raises(ValueError, match="cond"):
+        flow.features(z, torch.rand(2))
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mamba"])
+def test_padding_never_changes_real_tokens(arch):
+    cfg, flow = make(arch)
+    flow.eval()
+    z_src, src_mask, z, tgt_mask = inputs(cfg)
+    t = torch.rand(2)
+
+    def run(z_src, z):
+        feats = flow.features(z, t, flow.condition(z_src, src_mask, tgt_mask))
+        return flow.fields(feats), flow.log_pi(feats)
+
+    u, log_pi = run(z_src, z)
+    z_src2, z2 = z_src.clone(), z.clone()
+    z_src2[~src_mask] = 50 * torch.randn(int((~src_mask).sum()), cfg.latent_dim)
+    z2[~tgt_mask] = 50 * torch.randn(int((~tgt_mask).sum()), cfg.latent_dim)
+    u2, log_pi2 = run(z_src2, z2)
+    torch.testing.assert_close(u2[tgt_mask], u[tgt_mask])
+    torch.testing.assert_close(log_pi2[tgt_mask], log_pi[tgt_mask])
+
+
+def test_masked_mean_pools_real_tokens_only():
+    x = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [0.0], [0.0]]])
+    mask = right_mask([2, 0], 3)
+    torch.testing.assert_close(masked_mean(x, mask), torch.tensor([[2.0], [0.0]]))
+
+
+def test_k1_flow_is_vfm_up_to_one_over_two_sigma_squared():
+    sigma = 0.3
+    cfg, flow = make(K=1, sigma=sigma)
+    z_src, src_mask, z1, tgt_mask = inputs(cfg)
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    path = linear_path(torch.randn_like(z1), z1, torch.rand(2))
+    feats = flow.features(path.z_t, torch.rand(2), cond)
+    params = [p for p in flow.parameters() if p.requires_grad]
+    nll = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, sigma, mask=tgt_mask)
+    g_nll = torch.autograd.grad(nll, params, retain_graph=True, allow_unused=True)
+    v = flow.field(feats, torch.zeros(tgt_mask.shape, dtype=torch.long))
+    g_vfm = torch.autograd.grad(vfm_loss(v, path.u_target, tgt_mask), params, allow_unused=True)
+    torch.testing.assert_close(nll, vfm_loss(v, path.u_target, tgt_mask) / (2 * sigma**2))
+    for a, b in zip(g_nll, g_vfm):
+        if b is None:
+            assert a is None or torch.count_nonzero(a) == 0
+        else:
+            torch.testing.assert_close(a, b / (2 * sigma**2))
+
+
+class Recorder:
+    """Wraps a flow and records what the sampler asks of it."""
+
+    def __init__(self, flow):
+        self.flow, self.trunk_calls, self.gate_calls, self.routes = flow, 0, 0, []
+
+    def features(self, z, t, cond=None):
+        self.trunk_calls += 1
+        return self.flow.features(z, t, cond)
+
+    def log_pi(self, feats):
+        self.gate_calls += 1
+        return self.flow.log_pi(feats)
+
+    def fields(self, feats):
+        raise AssertionError("frozen routing must not evaluate all experts")
+
+    def field(self, feats, idx):
+        self.routes.append(idx.clone())
+        return self.flow.field(feats, idx)
+
+
+@pytest.mark.parametrize("steps", range(1, 9))
+def test_frozen_routing_one_expert_per_token_and_t_trunk_calls(steps):
+    cfg, flow = make(K=3)
+    z_src, src_mask, z0, tgt_mask = inputs(cfg)
+    rec = Recorder(flow)
+    with torch.inference_mode():
+        out = sample(rec, z0, steps, cond=flow.condition(z_src, src_mask, tgt_mask))
+    assert rec.trunk_calls == steps == out.nfe
+    assert rec.gate_calls == 1  # routed once, at t = 0
+    assert len(rec.routes) == steps
+    for idx in rec.routes:
+        assert torch.equal(idx, out.experts)
+    assert out.experts.shape == tgt_mask.shape
+
+
+def test_length_head():
+    cfg = preset("tiny")
+    head = LengthHead(cfg)
+    pooled = torch.randn(3, cfg.latent_dim)
+    lengths = head.predict(pooled)
+    assert lengths.shape == (3,) and lengths.min() >= 1 and lengths.max() <= cfg.max_len
+    target = torch.tensor([5, 1, 64])
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = head.loss(pooled, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert head.predict(pooled).tolist() == [5, 1, 64]
+    assert head.loss(pooled, torch.zeros(3, dtype=torch.long)).item() == 0.0  # all ignored
+
+
+def stage2_setup(arch="transformer", **overrides):
+    cfg, flow = make(arch, **overrides)
+    dec = Decoder(cfg).requires_grad_(False)
+    z_src, src_mask, z1, tgt_mask = inputs(cfg)
+    tgt = torch.randint(0, cfg.vocab_size, tgt_mask.shape)
+    return cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask
+
+
+def test_ce_term_backpropagates_through_the_unrolled_solver():
+    cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
+        alpha_moefm=0.0, alpha_length=0.0
+    )
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    out = latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, cfg)
+    out.loss.backward()
+    torch.testing.assert_close(out.loss, out.ce)
+    first_block = flow.blocks[0].mixer.qkv.weight.grad
+    assert first_block is not None and first_block.abs().sum() > 0
+    assert all(p.grad is None for p in dec.parameters())
+
+
+def test_stage2_loss_combines_eq11_terms():
+    cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
+        alpha_moefm=0.25, alpha_ce=2.0, alpha_length=0.5
+    )
+    head = LengthHead(cfg)
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    out = latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, cfg, length_head=head)
+    torch.testing.assert_close(out.loss, 0.25 * out.moefm + 2.0 * out.ce + 0.5 * out.length)
+    assert out.length > 0 and out.ce > 0 and out.moefm > 0
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mamba"])
+def test_stage2_loss_decreases_when_overfitting(arch):
+    cfg, flow, dec, z_src, src_mask, z1, _, tgt_mask = stage2_setup(arch, sigma=1.0)
+    tgt = dec(z1).argmax(-1)  # targets the fixed decoder can reach: the flow must find z1
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    nll, ce = [], []
+    for _ in range(40):
+        cond = flow.condition(z_src, src_mask, tgt_mask)
+        out = latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, cfg, generator=gen)
+        nll.append(out.moefm.item())
+        ce.append(out.ce.item())
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert sum(nll[-5:]) < 0.8 * sum(nll[:5])
+    assert sum(ce[-5:]) < sum(ce[:5])

@@ -1,0 +1,198 @@
+"""YAN's asymmetric autoencoder and its stage-1 objective (sec. 4.1-4.2, eq. 8-10).
+
+- :class:`Encoder` E_phi: token embedding + blocks (6 Transformer or 4 bidirectional Mamba in the
+  paper) -> one latent ``z`` of size m per token. It encodes both the source (the flow's
+  condition) and the target (the flow's endpoint, sec. 4.1).
+- :class:`Decoder` p_theta(y | z): deliberately light, a residual FFN (two linear layers with a
+  skip connection, App. B.3) then the vocabulary projection, applied to every token
+  independently, so all tokens decode in parallel (eq. 7).
+
+The vocabulary projection is *not* tied to the token embedding: with the paper's 128,258-token
+vocabulary the two tables are 2 x 65.7M parameters, which is what brings YAN-TRF to the
+reported ~200M (tying would give ~135M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moefm.losses import mmd2
+
+from .blocks import Block, Padding, sinusoidal_positions
+from .config import YANConfig
+
+
+class Encoder(nn.Module):
+    """E_phi: token ids ``(B, L)`` -> latents ``(B, L, m)``.
+
+    Positions: fixed sinusoidal features up to ``max_len`` for the Transformer; none for Mamba,
+    whose scans already read the tokens in order.
+    """
+
+    def __init__(self, cfg: YANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.register_buffer(
+            "positions",
+            sinusoidal_positions(cfg.max_len, cfg.d_model) if cfg.arch == "transformer" else None,
+            persistent=False,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.enc_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.latent_dim)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode right-padded ids; ``mask`` True at real tokens (``None``: no padding).
+
+        Padded ids are replaced by 0 before the lookup, so any value may sit in the padding.
+        """
+        if mask is not None:
+            ids = ids.masked_fill(~mask, 0)
+        x = self.embed(ids)
+        if self.positions is not None:
+            x = x + self.positions[: ids.shape[1]]
+        x = self.drop(x)
+        pad = Padding.from_mask(mask)
+        for block in self.blocks:
+            x = block(x, pad)
+        return self.out(self.norm(x))
+
+
+class Decoder(nn.Module):
+    """p_theta(y_l | z_l) for every token independently (eq. 7): residual FFN + vocab projection."""
+
+    def __init__(self, cfg: YANConfig) -> None:
+        super().__init__()
+        m = cfg.latent_dim
+        self.norm = nn.LayerNorm(m)
+        self.fc1 = nn.Linear(m, round(cfg.mlp_ratio * m))
+        self.fc2 = nn.Linear(round(cfg.mlp_ratio * m), m)
+        self.lm_head = nn.Linear(m, cfg.vocab_size, bias=False)
+
+    def hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """The residual FFN ``z + W2 gelu(W1 LN(z))``, shape of ``z``."""
+        return z + self.fc2(F.gelu(self.fc1(self.norm(z)), approximate="tanh"))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits ``(..., V)`` for latents ``(..., m)``."""
+        return self.lm_head(self.hidden(z))
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        chunk_tokens: int = 256,
+    ) -> torch.Tensor:
+        """Token ids ``(N,)`` for latents ``(N, m)``: argmax (``temperature=0``) or sampled.
+
+        The vocabulary projection dominates the decoder's cost and memory (``N x V`` logits), so
+        it runs over chunks of ``chunk_tokens`` latents and keeps only the chosen ids.
+        """
+        h = self.hidden(z)
+        out = []
+        for part in h.split(chunk_tokens):
+            logits = self.lm_head(part)
+            if temperature == 0.0:
+                out.append(logits.argmax(-1))
+            else:
+                probs = torch.softmax(logits.float() / temperature, dim=-1)
+                if generator is not None:  # the draw happens where the generator lives
+                    probs = probs.to(generator.device)
+                draw = torch.multinomial(probs, 1, generator=generator)
+                out.append(draw.squeeze(-1).to(z.device))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+
+
+@dataclass
+class AutoencoderLoss:
+    """Stage-1 loss parts (eq. 8); ``loss`` carries the gradient, parts are for logging.
+
+    Attributes:
+        loss: ``lambda_CE * ce + lambda_MMD * mmd + lambda_Scale * scale``.
+        ce: reconstruction cross-entropy, mean per real token (eq. 9 averaged over tokens).
+        mmd: unbiased MMD^2 between latents and N(0, I) (eq. 10, App. A.4).
+        scale: ``||z||^2 / m`` averaged over real tokens (1 for standard Gaussian latents).
+        accuracy: fraction of real tokens reconstructed exactly (argmax), no gradient.
+    """
+
+    loss: torch.Tensor
+    ce: torch.Tensor
+    mmd: torch.Tensor
+    scale: torch.Tensor
+    accuracy: torch.Tensor
+
+
+def randn_like_on(
+    x: torch.Tensor, shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Standard normal noise of ``shape`` on ``x``'s device/dtype, drawn from ``generator``."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def regularized_ae_loss(
+    encoder: Encoder,
+    decoder: Decoder,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: YANConfig,
+    *,
+    noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> AutoencoderLoss:
+    """The regularised autoencoder objective of stage 1, eq. (8).
+
+    ``lambda_CE CE + lambda_MMD MMD^2(z, N(0, I)) + lambda_Scale ||z||^2``, where
+
+    - CE (eq. 9) is the token cross-entropy of decoding ``z + eps``, with
+      ``eps ~ N(0, latent_noise_std^2 I)`` when ``noise`` is on (sec. 4.2: small Gaussian
+      perturbations of the encoder output widen each latent code's decodable region); averaged
+      per real token instead of summed per sequence, so the weights do not depend on length;
+    - MMD^2 (eq. 10) compares at most ``cfg.mmd_max_tokens`` randomly chosen real-token latents
+      with as many N(0, I) draws (``moefm.losses.mmd2``, the paper's bandwidths), keeping the
+      O(n^2) kernel cheap; it is 0 when fewer than 2 real tokens exist;
+    - Scale is ``||z||^2 / m`` averaged over real tokens: per dimension, so that it equals 1
+      for N(0, I) latents whatever m is.
+
+    Args:
+        ids, mask: right-padded text ``(B, L)`` and its mask (True at real tokens).
+        noise: add the latent noise (training); ``False`` for a clean evaluation.
+        generator: seeds the noise, the MMD subsample and the Gaussian reference sample.
+    """
+    z = encoder(ids, mask)
+    real = z[mask]  # (N, m)
+    z_dec = z
+    if noise and cfg.latent_noise_std > 0:
+        z_dec = z + cfg.latent_noise_std * randn_like_on(z, z.shape, generator)
+    logits = decoder(z_dec)
+    targets = ids.masked_fill(~mask, -100)
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    if mask.sum() == 0:
+        ce = logits.sum() * 0.0  # no real token: a zero loss that keeps the graph
+    n = real.shape[0]
+    if n >= 2:
+        if n > cfg.mmd_max_tokens:
+            device = generator.device if generator is not None else z.device
+            pick = torch.randperm(n, generator=generator, device=device)[: cfg.mmd_max_tokens]
+            real_mmd = real[pick.to(z.device)]
+        else:
+            real_mmd = real
+        mmd = mmd2(real_mmd, randn_like_on(z, real_mmd.shape, generator))
+    else:
+        mmd = z.sum() * 0.0
+    scale = real.pow(2).mean() if n else z.sum() * 0.0
+    loss = cfg.lambda_ce * ce + cfg.lambda_mmd * mmd + cfg.lambda_scale * scale
+    with torch.no_grad():
+        accuracy = (logits.argmax(-1) == ids)[mask].float().mean() if n else ce.new_zeros(())
+    return AutoencoderLoss(loss, ce, mmd, scale, accuracy)
+
+
+__all__ = ["AutoencoderLoss", "Decoder", "Encoder", "randn_like_on", "regularized_ae_loss"]

@@ -1,0 +1,296 @@
+"""The latent flow p_psi(z | x) of YAN and its stage-2 objective (sec. 3.2, 4.2, eq. 5 and 11).
+
+:class:`LatentFlow` is a MoE-FM vector field over token latents: a trunk of time-conditioned
+blocks (8 Transformer or 6 bidirectional Mamba blocks in the paper, cross-attention to the
+encoded source at layers 1, 2, 3, 5) topped by :class:`moefm.heads.MoEHead` with ``m`` =
+latent size. It implements the :class:`moefm.models.MoEField` protocol, so
+:func:`moefm.sampling.sample` integrates it (frozen routing: one expert per token drawn at
+``t = 0``, then only that expert's head is evaluated).
+
+The gate sees, per token, the trunk state, the pooled source (masked mean of the encoded
+source) and the time embedding, concatenated (``gate_in = 2 d + m``).
+
+:class:`LengthHead` predicts the target length from the pooled source, so generation needs no
+oracle length (the paper uses oracle lengths; this head is our addition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moefm.heads import MoEHead
+from moefm.losses import moefm_nll
+from moefm.models import time_embedding
+from moefm.paths import linear_path
+from moefm.sampling import sample
+
+from .autoencoder import Decoder, randn_like_on
+from .blocks import Block, MemoryKV, Padding, modulate, sinusoidal_positions
+from .config import YANConfig
+
+TIME_FEATURES = 256  # sinusoidal features of t fed to the time MLP (as in DiT)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the sequence axis of ``x`` ``(B, L, m)`` at real tokens; 0 for empty rows."""
+    if mask is None:
+        return x.mean(1) if x.shape[1] else x.new_zeros(x.shape[0], x.shape[2])
+    w = mask.unsqueeze(-1).to(x.dtype)
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+@dataclass
+class FlowCond:
+    """The source side of the flow, computed once per batch and reused by every Euler step.
+
+    Attributes:
+        memory: per flow block, the cross-attention keys/values of the source (``None`` for
+            blocks without cross-attention).
+        pooled: masked mean of the encoded source, ``(B, m)``.
+        tgt_pad: padding of the latent sequence being generated (self-attention/Mamba mask).
+    """
+
+    memory: list[MemoryKV | None]
+    pooled: torch.Tensor
+    tgt_pad: Padding
+
+
+@dataclass
+class FlowFeatures:
+    """One trunk evaluation: what :meth:`LatentFlow.features` returns to the sampler."""
+
+    h: torch.Tensor  # (B, L, d) final trunk state, input of the experts
+    temb: torch.Tensor  # (B, d) time embedding
+    pooled: torch.Tensor  # (B, m) pooled source
+
+    def gate_input(self) -> torch.Tensor:
+        """``[h, pooled source, time embedding]`` per token, ``(B, L, 2 d + m)``."""
+        b, length, _ = self.h.shape
+        return torch.cat(
+            [
+                self.h,
+                self.pooled.unsqueeze(1).expand(b, length, -1),
+                self.temb.unsqueeze(1).expand(b, length, -1),
+            ],
+            dim=-1,
+        )
+
+
+class LatentFlow(nn.Module):
+    """MoE-FM vector field ``u_k(z_t, t | x)`` and gate ``pi(z_t, t | x)`` over token latents.
+
+    Trunk input: ``z_t`` projected to ``d_model`` plus fixed sinusoidal positions (Transformer;
+    none for Mamba, whose scans are ordered). Time enters every block through adaLN from an MLP
+    of sinusoidal features of t (DiT); the source enters through cross-attention and the gate.
+
+    Example:
+        >>> from yan.config import preset
+        >>> flow = LatentFlow(preset("tiny"))
+        >>> cond = flow.condition(torch.randn(2, 7, 32))          # encoded source
+        >>> out = sample(flow, torch.randn(2, 5, 32), steps=3, cond=cond)   # frozen routing
+    """
+
+    def __init__(self, cfg: YANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, m = cfg.d_model, cfg.latent_dim
+        self.in_proj = nn.Linear(m, d)
+        self.register_buffer(
+            "positions",
+            sinusoidal_positions(cfg.max_len, d) if cfg.arch == "transformer" else None,
+            persistent=False,
+        )
+        self.time_mlp = nn.Sequential(nn.Linear(TIME_FEATURES, d), nn.SiLU(), nn.Linear(d, d))
+        self.memory_norm = nn.LayerNorm(m)
+        cross = set(cfg.cross_attn_layers)
+        self.blocks = nn.ModuleList(
+            Block(cfg, time_cond=True, cross_attn=i + 1 in cross) for i in range(cfg.flow_layers)
+        )
+        # DiT final layer: adaLN (zero-init) before the output heads
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        nn.init.zeros_(self.ada_out[1].weight)
+        nn.init.zeros_(self.ada_out[1].bias)
+        self.head = MoEHead(d, m, cfg.K, gate_hidden=cfg.gate_hidden, gate_in=2 * d + m)
+
+    @property
+    def K(self) -> int:
+        return self.head.K
+
+    def condition(
+        self,
+        src_latent: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        tgt_mask: torch.Tensor | None = None,
+    ) -> FlowCond:
+        """Prepare the source side once: cross-attention keys/values, pooled source, masks.
+
+        Args:
+            src_latent: encoded source ``(B, Ls, m)``.
+            src_mask: its padding mask ``(B, Ls)`` (``None``: no padding).
+            tgt_mask: padding mask of the latent sequence to be generated, ``(B, Lt)``.
+        """
+        mem = self.memory_norm(src_latent)
+        src_pad = Padding.from_mask(src_mask)
+        memory = [
+            None if blk.cross is None else blk.cross.memory(mem, src_pad) for blk in self.blocks
+        ]
+        return FlowCond(memory, masked_mean(src_latent, src_mask), Padding.from_mask(tgt_mask))
+
+    # ---- MoEField protocol (moefm.models.MoEField) ----
+    def features(
+        self, z: torch.Tensor, t: torch.Tensor, cond: FlowCond | None = None
+    ) -> FlowFeatures:
+        """One trunk evaluation at latents ``z`` ``(B, L, m)`` and times ``t`` ``(B,)``."""
+        if cond is None:
+            raise ValueError("LatentFlow.features needs cond (see LatentFlow.condition)")
+        if z.dim() != 3 or z.shape[-1] != self.cfg.latent_dim:
+            raise ValueError(
+                f"z must have shape (B, L, {self.cfg.latent_dim}), got {tuple(z.shape)}"
+            )
+        if tuple(t.shape) != (z.shape[0],):
+            raise ValueError(f"t must have shape ({z.shape[0]},), got {tuple(t.shape)}")
+        x = self.in_proj(z)
+        if self.positions is not None:
+            x = x + self.positions[: z.shape[1]]
+        temb = self.time_mlp(time_embedding(t, TIME_FEATURES).to(x.dtype))
+        for block, memory in zip(self.blocks, cond.memory):
+            x = block(x, cond.tgt_pad, temb, memory)
+        shift, scale = self.ada_out(temb).chunk(2, dim=-1)
+        return FlowFeatures(modulate(self.norm_out(x), shift, scale), temb, cond.pooled)
+
+    def log_pi(self, feats: FlowFeatures) -> torch.Tensor:
+        """Gate log-probabilities ``(B, L, K)``."""
+        return self.head.log_pi(feats.gate_input())
+
+    def fields(self, feats: FlowFeatures) -> torch.Tensor:
+        """All expert velocities ``(B, L, K, m)``."""
+        return self.head.experts(feats.h)
+
+    def field(self, feats: FlowFeatures, idx: torch.Tensor) -> torch.Tensor:
+        """The chosen expert's velocity per token ``(B, L, m)``; no other expert is computed."""
+        return self.head.expert(feats.h, idx)
+
+
+class LengthHead(nn.Module):
+    """Target length classifier on the pooled source: class ``c`` means length ``c + 1``."""
+
+    def __init__(self, cfg: YANConfig) -> None:
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.net = nn.Sequential(
+            nn.LayerNorm(cfg.latent_dim),
+            nn.Linear(cfg.latent_dim, cfg.d_model),
+            nn.SiLU(),
+            nn.Linear(cfg.d_model, cfg.max_len),
+        )
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, max_len)``."""
+        return self.net(pooled)
+
+    def predict(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Most likely length per row, ``(B,)`` in ``1..max_len``."""
+        return self(pooled).argmax(-1) + 1
+
+    def loss(self, pooled: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against true lengths ``(B,)``; rows of length 0 are ignored."""
+        target = (lengths.long() - 1).clamp(max=self.max_len - 1)
+        target = target.masked_fill(lengths <= 0, -100)
+        if bool((target < 0).all()):
+            return pooled.sum() * 0.0
+        return F.cross_entropy(self(pooled).float(), target, ignore_index=-100)
+
+
+@dataclass
+class FlowLoss:
+    """Stage-2 loss parts (eq. 11); ``loss`` carries the gradient.
+
+    Attributes:
+        loss: ``alpha_MoE-FM * moefm + alpha_CE * ce + alpha_length * length``.
+        moefm: MoE-FM NLL of eq. (5) (without the Gaussian normaliser), mean per real token.
+        ce: cross-entropy of decoding the Euler endpoint ``z1_hat``, mean per real token.
+        length: cross-entropy of the length head (0 when it is not trained).
+        accuracy: fraction of real tokens whose decoded endpoint is right, no gradient.
+    """
+
+    loss: torch.Tensor
+    moefm: torch.Tensor
+    ce: torch.Tensor
+    length: torch.Tensor
+    accuracy: torch.Tensor
+
+
+def latent_flow_loss(
+    flow: LatentFlow,
+    decoder: Decoder,
+    z1: torch.Tensor,
+    cond: FlowCond,
+    tgt: torch.Tensor,
+    tgt_mask: torch.Tensor,
+    cfg: YANConfig,
+    *,
+    length_head: LengthHead | None = None,
+    generator: torch.Generator | None = None,
+) -> FlowLoss:
+    """The stage-2 objective of eq. (11): ``alpha_MoE-FM L_MoE-FM + alpha_CE L_CE``.
+
+    - L_MoE-FM (eq. 5): ``t ~ U(0, 1)`` per sequence, ``z0 ~ N(0, I)``, ``z_t = t z1 +
+      (1 - t) z0``, NLL of ``u* = z1 - z0`` under the K-expert mixture, over real tokens.
+    - L_CE: integrate ``cfg.train_steps`` Euler steps from the same ``z0`` with frozen routing
+      (experts drawn at ``t = 0``), decode ``z1_hat`` and score it against ``tgt``. Gradients
+      flow through the unrolled solver into the flow (and through the decoder, whose own
+      parameters stay fixed when frozen).
+    - plus ``alpha_length`` times the length head's CE (our addition, see :class:`LengthHead`).
+
+    Args:
+        z1: target latents ``E_phi(y)``, ``(B, L, m)``.
+        cond: from :meth:`LatentFlow.condition` with ``tgt_mask``.
+        tgt, tgt_mask: target ids and mask ``(B, L)``.
+        generator: seeds t, z0 and the expert draws.
+    """
+    b = z1.shape[0]
+    device = generator.device if generator is not None else z1.device
+    t = torch.rand(b, generator=generator, device=device, dtype=z1.dtype).to(z1.device)
+    z0 = randn_like_on(z1, z1.shape, generator)
+    path = linear_path(z0, z1, t)
+    feats = flow.features(path.z_t, t, cond)
+    nll = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, cfg.sigma, mask=tgt_mask)
+    zero = nll.new_zeros(())
+    ce, accuracy = zero, zero
+    if cfg.alpha_ce > 0:
+        z1_hat = sample(
+            flow,
+            z0,
+            cfg.train_steps,
+            solver="euler",
+            routing="frozen",
+            cond=cond,
+            generator=generator,
+        ).z1
+        logits = decoder(z1_hat)
+        if bool(tgt_mask.any()):
+            targets = tgt.masked_fill(~tgt_mask, -100)
+            ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            with torch.no_grad():
+                accuracy = (logits.argmax(-1) == tgt)[tgt_mask].float().mean()
+    length = zero
+    if length_head is not None and cfg.alpha_length > 0:
+        length = length_head.loss(cond.pooled, tgt_mask.sum(1))
+    loss = cfg.alpha_moefm * nll + cfg.alpha_ce * ce + cfg.alpha_length * length
+    return FlowLoss(loss, nll, ce, length, accuracy)
+
+
+__all__ = [
+    "FlowCond",
+    "FlowFeatures",
+    "FlowLoss",
+    "LatentFlow",
+    "LengthHead",
+    "latent_flow_loss",
+    "masked_mean",
+]

@@ -1,0 +1,440 @@
+"""YAN, "flow until you almost know": a non-autoregressive LM with a latent MoE-FM flow (sec. 4).
+
+Reading order follows the paper:
+
+1. the encoder E_phi maps the source x and, in training, the target y to token latents
+   (sec. 4.1); the light decoder p_theta(y | z) maps every latent to a token independently
+   (eq. 7), so decoding is one parallel pass;
+2. stage 1 trains encoder + decoder as a regularised autoencoder (eq. 8-10):
+   :meth:`YAN.stage1_loss`;
+3. stage 2 trains the latent flow, a mixture-of-experts flow from N(0, I) to E_phi(y) given
+   E_phi(x) (eq. 5, 11): :meth:`YAN.stage2_loss`;
+4. generation (:meth:`YAN.generate`): encode the source, draw z0 ~ N(0, I) for the target
+   length (oracle or predicted by the length head), route every token to one expert at t = 0,
+   integrate T Euler steps with that expert only, decode all tokens at once (argmax).
+
+``python -m yan.model --preset paper-trf`` prints the parameter count of each part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from moefm.sampling import ROUTINGS, SOLVERS, sample
+
+from .autoencoder import AutoencoderLoss, Decoder, Encoder, randn_like_on, regularized_ae_loss
+from .batch import Seq2SeqBatch
+from .config import PRESETS, YANConfig, preset
+from .flow import FlowLoss, LatentFlow, LengthHead, latent_flow_loss, masked_mean
+
+
+class TextTokenizer(Protocol):
+    """What :meth:`YAN.generate_text` needs from a tokenizer (``yan.tokenizer.YanTokenizer``)."""
+
+    pad_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+@dataclass
+class Generation:
+    """The output of :meth:`YAN.generate`.
+
+    Attributes:
+        tokens: ``(B, Lt)`` token ids, ``pad_id`` at padding.
+        mask: ``(B, Lt)`` True at generated tokens.
+        lengths: ``(B,)`` target lengths (oracle or predicted).
+        experts: the expert chosen per token (frozen/argmax routing), ``(B, Lt)``; see
+            :class:`moefm.sampling.SampleResult` for the other routings.
+        nfe: number of trunk evaluations (T for Euler).
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    experts: torch.Tensor | None
+    nfe: int
+
+
+class YAN(nn.Module):
+    """Encoder, decoder, latent flow and length head of YAN; tokenizer-agnostic (ids in, ids out).
+
+    Example:
+        >>> model = YAN.from_preset("tiny")
+        >>> out = model.generate(torch.tensor([[5, 6, 7]]), tgt_len=4, steps=3, seed=0)
+        >>> out.tokens.shape
+        torch.Size([1, 4])
+    """
+
+    def __init__(self, config: YANConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.flow = LatentFlow(config)
+        self.length_head = LengthHead(config)
+        self._frozen_autoencoder = False
+
+    # ---- construction and persistence ----
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> YAN:
+        """A randomly initialised model of a preset (see :data:`yan.config.PRESETS`)."""
+        return cls(preset(name, **overrides))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> YAN:
+        """Load a folder written by :meth:`save_pretrained` (safetensors, no pickle)."""
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(path, device=device)
+
+    def save_pretrained(self, folder: str | Path, tokenizer: Any = None) -> Path:
+        """Write weights, config and (optionally) tokenizer files to ``folder`` atomically."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, folder, tokenizer=tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---- input checks ----
+    def _check_tokens(
+        self, name: str, ids: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate right-padded ids and mask; trim columns beyond the longest row."""
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+            raise ValueError(f"{name} must be a (B, L) tensor of token ids, got {_describe(ids)}")
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise ValueError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+        if mask is None:
+            mask = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)
+        elif not isinstance(mask, torch.Tensor) or mask.shape != ids.shape:
+            raise ValueError(
+                f"{name}_mask must have the shape of {name} {tuple(ids.shape)}, got {_describe(mask)}"
+            )
+        mask = mask.to(device=ids.device) != 0
+        if ids.shape[1] > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+            raise ValueError(f"{name}_mask must be right-padded (True at real tokens, then False)")
+        lengths = mask.sum(1)
+        longest = int(lengths.max()) if ids.shape[0] else 0
+        if longest > self.config.max_len:
+            raise ValueError(
+                f"{name} has a sequence of {longest} tokens, longer than max_len="
+                f"{self.config.max_len}"
+            )
+        ids, mask = ids[:, : max(longest, 0)], mask[:, : max(longest, 0)]
+        real = ids[mask]
+        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.config.vocab_size):
+            raise ValueError(
+                f"{name} holds token ids outside [0, vocab_size={self.config.vocab_size}): "
+                f"min {int(real.min())}, max {int(real.max())}"
+            )
+        return ids.long(), mask
+
+    def _check_batch(self, batch: Seq2SeqBatch) -> Seq2SeqBatch:
+        if not isinstance(batch, Seq2SeqBatch):
+            raise ValueError(f"batch must be a yan.batch.Seq2SeqBatch, got {type(batch).__name__}")
+        src, src_mask = self._check_tokens("src", batch.src, batch.src_mask)
+        tgt, tgt_mask = self._check_tokens("tgt", batch.tgt, batch.tgt_mask)
+        return Seq2SeqBatch(src, src_mask, tgt, tgt_mask)
+
+    # ---- the model ----
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token latents ``E_phi(ids)``, ``(B, L, m)``."""
+        ids, mask = self._check_tokens("ids", ids, mask)
+        return self.encoder(ids, mask)
+
+    def stage1_loss(
+        self, batch: Seq2SeqBatch, *, noise: bool = True, generator: torch.Generator | None = None
+    ) -> AutoencoderLoss:
+        """Stage 1, eq. (8): regularised autoencoding of ``batch.tgt`` (the source is unused).
+
+        Pretraining text goes in ``tgt`` (``src`` may be empty); see
+        :func:`yan.autoencoder.regularized_ae_loss` for the terms and their normalisation.
+        """
+        batch = self._check_batch(batch)
+        return regularized_ae_loss(
+            self.encoder,
+            self.decoder,
+            batch.tgt,
+            batch.tgt_mask,
+            self.config,
+            noise=noise,
+            generator=generator,
+        )
+
+    def stage2_loss(
+        self, batch: Seq2SeqBatch, *, generator: torch.Generator | None = None
+    ) -> FlowLoss:
+        """Stage 2, eq. (11): MoE-FM NLL + CE of the decoded Euler endpoint (+ length CE).
+
+        The flow starts at N(0, I) noise and targets ``E_phi(tgt)``, conditioned on
+        ``E_phi(src)``. With ``config.freeze_autoencoder`` (default) both encodings are
+        computed without gradient and the decoder's parameters receive none that matter
+        (use :meth:`stage_parameters` to build the optimiser).
+        """
+        batch = self._check_batch(batch)
+        frozen = self.config.freeze_autoencoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            z_src = self.encoder(batch.src, batch.src_mask)
+            z1 = self.encoder(batch.tgt, batch.tgt_mask)
+        cond = self.flow.condition(z_src, batch.src_mask, batch.tgt_mask)
+        return latent_flow_loss(
+            self.flow,
+            self.decoder,
+            z1,
+            cond,
+            batch.tgt,
+            batch.tgt_mask,
+            self.config,
+            length_head=self.length_head,
+            generator=generator,
+        )
+
+    def stage_parameters(self, stage: int) -> list[nn.Parameter]:
+        """The parameters to optimise in ``stage`` (1 or 2), and freeze the rest accordingly.
+
+        Stage 1: encoder + decoder. Stage 2: flow + length head, plus encoder + decoder when
+        ``config.freeze_autoencoder`` is False. A frozen autoencoder also stays in eval mode
+        (no dropout on the flow's targets) across later ``train()`` calls.
+        """
+        autoencoder = [self.encoder, self.decoder]
+        generator_parts = [self.flow, self.length_head]
+        if stage == 1:
+            trainable, frozen = autoencoder, []
+        elif stage == 2:
+            freeze = self.config.freeze_autoencoder
+            trainable = generator_parts + ([] if freeze else autoencoder)
+            frozen = autoencoder if freeze else []
+        else:
+            raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+        for module in trainable:
+            module.requires_grad_(True)
+        for module in frozen:
+            module.requires_grad_(False)
+        self._frozen_autoencoder = bool(frozen)
+        self.train(self.training)
+        return [p for module in trainable for p in module.parameters()]
+
+    def train(self, mode: bool = True) -> YAN:
+        super().train(mode)
+        if self._frozen_autoencoder:
+            self.encoder.eval()
+            self.decoder.eval()
+        return self
+
+    # ---- generation ----
+    def _target_lengths(
+        self, tgt_len: int | Sequence[int] | torch.Tensor | None, pooled: torch.Tensor
+    ) -> torch.Tensor:
+        b, max_len = pooled.shape[0], self.config.max_len
+        if tgt_len is None:
+            return self.length_head.predict(pooled)
+        if isinstance(tgt_len, int) and not isinstance(tgt_len, bool):
+            lengths = torch.full((b,), tgt_len, dtype=torch.long, device=pooled.device)
+        else:
+            lengths = torch.as_tensor(tgt_len, device=pooled.device)
+            if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+                raise ValueError(f"tgt_len must hold integers, got dtype {lengths.dtype}")
+            if lengths.dim() == 0:  # a numpy or 0-d tensor integer: same length for all rows
+                lengths = lengths.expand(b)
+            if tuple(lengths.shape) != (b,):
+                raise ValueError(
+                    f"tgt_len must be an int or have one length per row ({b},), "
+                    f"got shape {tuple(lengths.shape)}"
+                )
+            lengths = lengths.long()
+        if b and (int(lengths.min()) < 1 or int(lengths.max()) > max_len):
+            raise ValueError(f"tgt_len must be in 1..max_len={max_len}, got {lengths.tolist()}")
+        return lengths
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        tgt_len: int | Sequence[int] | torch.Tensor | None = None,
+        *,
+        steps: int = 4,
+        solver: str = "euler",
+        routing: str = "frozen",
+        seed: int | None = None,
+        temperature: float = 0.0,
+        pad_id: int = 0,
+    ) -> Generation:
+        """Generate target token ids for right-padded sources, all tokens in parallel.
+
+        Args:
+            src, src_mask: source ids ``(B, Ls)`` and mask (``None``: no padding).
+            tgt_len: target length: an int for all rows, one per row (mixed lengths give a
+                right-padded output), or ``None`` to use the length head's prediction.
+            steps: T, the number of solver steps (Euler: exactly T trunk evaluations; the
+                routing evaluation at t = 0 is the first step's). The paper finds T = 3 enough.
+            solver: ``euler`` (paper), ``midpoint``, ``rk4`` or ``dopri5``.
+            routing: ``frozen`` (paper: expert drawn per token at t = 0), ``argmax``,
+                ``resample`` or ``mean``.
+            seed: seeds z0, the expert draws and sampling; ``None`` uses the global RNG.
+            temperature: 0 decodes greedily (argmax, the paper's); > 0 samples tokens.
+            pad_id: id written at padded target positions.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
+        if routing not in ROUTINGS:
+            raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        src, src_mask = self._check_tokens("src", src, src_mask)
+        if src.shape[0] == 0:
+            raise ValueError("src has no rows (batch size 0)")
+        empty = (~src_mask.any(1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"empty source: row(s) {empty} of src have no real token")
+        was_training = self.training
+        self.eval()  # no dropout: generation is a deterministic function of the seed
+        try:
+            return self._generate(
+                src, src_mask, tgt_len, steps, solver, routing, seed, temperature, pad_id
+            )
+        finally:
+            self.train(was_training)
+
+    def _generate(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor,
+        tgt_len: int | Sequence[int] | torch.Tensor | None,
+        steps: int,
+        solver: str,
+        routing: str,
+        seed: int | None,
+        temperature: float,
+        pad_id: int,
+    ) -> Generation:
+        device = self.device
+        src, src_mask = src.to(device), src_mask.to(device)
+        gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+        z_src = self.encoder(src, src_mask)
+        lengths = self._target_lengths(tgt_len, masked_mean(z_src, src_mask))
+        tgt_mask = torch.arange(int(lengths.max()), device=device) < lengths.unsqueeze(1)
+        cond = self.flow.condition(z_src, src_mask, tgt_mask)
+        z0 = randn_like_on(z_src, (*tgt_mask.shape, self.config.latent_dim), gen)
+        out = sample(self.flow, z0, steps, solver=solver, routing=routing, cond=cond, generator=gen)
+        # the vocabulary projection runs once, on real target positions only
+        ids = self.decoder.decode(out.z1[tgt_mask], temperature=temperature, generator=gen)
+        tokens = torch.full(tgt_mask.shape, pad_id, dtype=torch.long, device=device)
+        tokens[tgt_mask] = ids
+        return Generation(tokens, tgt_mask, lengths, out.experts, out.nfe)
+
+    def generate_text(
+        self,
+        texts: str | Sequence[str],
+        tokenizer: TextTokenizer,
+        tgt_len: int | Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Text in, text out: tokenize, :meth:`generate` (same keyword arguments), detokenize."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise ValueError("texts is empty")
+        vocab = getattr(tokenizer, "vocab_size", None)
+        if vocab is not None and vocab != self.config.vocab_size:
+            raise ValueError(
+                f"tokenizer has vocab_size {vocab} but the model was built for "
+                f"{self.config.vocab_size}: they do not belong together"
+            )
+        encoded = [list(tokenizer.encode(text)) for text in texts]
+        width = max(len(ids) for ids in encoded)
+        src = torch.full((len(texts), width), tokenizer.pad_id, dtype=torch.long)
+        src_mask = torch.zeros(src.shape, dtype=torch.bool)
+        for row, ids in enumerate(encoded):
+            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            src_mask[row, : len(ids)] = True
+        out = self.generate(src, src_mask, tgt_len, pad_id=tokenizer.pad_id, **kwargs)
+        return [
+            tokenizer.decode(row[:n].tolist())
+            for row, n in zip(out.tokens.cpu(), out.lengths.tolist())
+        ]
+
+    # ---- bookkeeping ----
+    def param_counts(self) -> dict[str, int]:
+        """Parameters per part.
+
+        ``embeddings`` are the two vocabulary tables (encoder input embedding and decoder
+        output projection); ``encoder`` and ``decoder`` exclude them; ``flow_trunk`` is the
+        flow without its MoE head; ``moe_head`` the K experts and the gate.
+        """
+
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters())
+
+        embed = self.encoder.embed.weight.numel()
+        lm_head = self.decoder.lm_head.weight.numel()
+        counts = {
+            "embeddings": embed + lm_head,
+            "encoder": count(self.encoder) - embed,
+            "decoder": count(self.decoder) - lm_head,
+            "flow_trunk": count(self.flow) - count(self.flow.head),
+            "moe_head": count(self.flow.head),
+            "length_head": count(self.length_head),
+        }
+        counts["total"] = count(self)
+        return counts
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return type(x).__name__
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string such as arch=mamba
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m yan.model --preset NAME [--set KEY=VALUE ...]``: parameter counts."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--preset", default="paper-trf", choices=list(PRESETS))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (JSON value), e.g. --set K=4",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = preset(args.preset, **dict(_parse_override(s) for s in args.set))
+    except ValueError as err:
+        parser.error(str(err))
+    with torch.device("meta"):  # counts only: no memory, no initialisation cost
+        model = YAN(config)
+    print(
+        f"YAN preset {args.preset!r} (arch={config.arch}, d={config.d_model}, "
+        f"vocab={config.vocab_size:,}, K={config.K})"
+    )
+    for part, n in model.param_counts().items():
+        print(f"  {part:<12} {n:>13,}  ({n / 1e6:7.2f}M)")
+
+
+if __name__ == "__main__":
+    main()
