@@ -26,8 +26,12 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The main job: the 2D benchmark (MoE-FM vs VFM vs OT-CFM), the paper's Fig. 2 reproduction, then
+# YAN trained on real text on this CPU (stage 1 + stage 2) with infilling examples.
 demo: install
 	$(BIN)/python -m moefm.bench --quick --json $(OUT)/moefm_bench.json --figure $(OUT)/moefm_bench.png
+	$(BIN)/python -m labs.figure2 --quick --out $(OUT)/figure2
+	$(BIN)/python -m yan.demo --out $(OUT)/yan-demo
 
 # The browser test needs Debian's Chromium; install it when missing (root or sudo).
 browser-deps:

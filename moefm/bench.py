@@ -219,7 +219,7 @@ def figure(cfg: BenchConfig, agg: list[dict], models: dict, path: Path, steps: i
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
