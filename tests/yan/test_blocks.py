@@ -7,15 +7,6 @@ from yan.blocks import Block, CrossAttention, Padding, SelfAttention, sinusoidal
 from yan.config import preset
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors gain nothing from threads; on a busy 2-core machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def right_mask(lengths, width):
     return torch.arange(width) < torch.tensor(lengths).unsqueeze(1)
 

@@ -13,15 +13,6 @@ from yan.config import preset
 from yan.flow import LatentFlow, LengthHead, latent_flow_loss, masked_mean
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors gain nothing from threads; on a busy 2-core machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def right_mask(lengths, width):
     return torch.arange(width) < torch.tensor(lengths).unsqueeze(1)
 

@@ -9,15 +9,6 @@ from yan import mamba as mamba_mod
 from yan.mamba import BiMamba, Mamba, reverse_within_lengths, selective_scan
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors gain nothing from threads; on a busy 2-core machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def naive_scan(u, delta, A, B, C, D, z, delta_bias):
     """Textbook S6 recurrence, one (batch, channel, time) at a time in float64."""
     u, delta, A, B, C, D, z, delta_bias = (
