@@ -1,0 +1,174 @@
+"""The models the latency benchmark times, built at a size preset with random weights.
+
+Timing does not depend on the weights, so nothing is trained or loaded here. Each model is
+wrapped in a :class:`Generator` with one call, ``generate(src, src_mask, L, T)``, that produces
+``L`` target tokens per row with oracle length and greedy decoding (sec. 5.1):
+
+========================  =============================================  ======================
+model                     generation                                     ``T``
+========================  =============================================  ======================
+``yan-trf``, ``yan-mamba``  encode source, T Euler steps (frozen routing),  Euler steps
+                          one parallel decode (``YAN.generate``)
+``gpt2``, ``bart``        greedy autoregressive decoding, KV cache        ``None`` (L passes)
+``masked-diffusion``      LLaDA low-confidence remasking in T steps       denoising steps
+========================  =============================================  ======================
+
+Presets and vocabularies (each model with its own tokenizer, as in the paper, App. B.3):
+
+- ``paper``: YAN-TRF / YAN-M at App. B.3 sizes with the LLaMA-3 vocabulary (128,258 ids);
+  GPT-2 124M, BART-base 139M and the ~200M masked-diffusion model with the GPT-2 vocabulary
+  (50,257 + 2 specials).
+- ``small``: the ``small`` presets of YAN and the baselines, all on the 8,192-id BPE.
+- ``tiny``: test sizes, vocabulary 64.
+
+Position tables are sized to the longest benchmarked sequence (``max_len``), so long lengths
+can be timed with random weights. GPT-2 is timed up to ``L = 512`` only, as in the paper's
+Fig. 4 (its 1,024-token context holds a 512-token source and a 512-token target; the one
+separator position we add costs nothing measurable), see :func:`supports`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from yan.baselines import build_baseline, count_parameters
+from yan.config import preset as yan_preset
+from yan.model import YAN
+
+YAN_MODELS = ("yan-trf", "yan-mamba")
+AR_MODELS = ("gpt2", "bart")
+MODELS = (*YAN_MODELS, *AR_MODELS, "masked-diffusion")
+PRESETS = ("paper", "small", "tiny")
+
+# vocabulary per (preset, family): YAN reads LLaMA-3 ids, the baselines GPT-2 ids (paper)
+VOCAB = {
+    ("paper", "yan"): 128_258,
+    ("paper", "baseline"): 50_259,
+    ("small", "yan"): 8192,
+    ("small", "baseline"): 8192,
+    ("tiny", "yan"): 64,
+    ("tiny", "baseline"): 64,
+}
+GPT2_MAX_LEN = 512  # Fig. 4 truncates GPT-2 at its context: source and target of 512 each
+
+
+def _yan_preset(model: str, preset: str) -> tuple[str, dict]:
+    arch = "transformer" if model == "yan-trf" else "mamba"
+    if preset == "paper":
+        return ("paper-trf" if arch == "transformer" else "paper-mamba"), {}
+    return preset, {"arch": arch}
+
+
+@dataclass
+class Generator:
+    """A model ready to time: ``generate(src, src_mask, L, T)`` runs one oracle-length decode.
+
+    Attributes:
+        model: benchmark name (one of :data:`MODELS`).
+        preset: ``paper``, ``small`` or ``tiny``.
+        vocab_size: ids of its tokenizer (source ids are drawn below it).
+        params: number of parameters.
+        module: the underlying ``nn.Module``.
+        generate: the decode call; ``T`` is ignored by the autoregressive models.
+    """
+
+    model: str
+    preset: str
+    vocab_size: int
+    params: int
+    module: nn.Module
+    generate: Callable[[torch.Tensor, torch.Tensor, int, int | None], object]
+
+    @property
+    def uses_steps(self) -> bool:
+        """Whether ``T`` matters (YAN, masked diffusion) or decoding takes L passes (AR)."""
+        return self.model not in AR_MODELS
+
+
+def supports(model: str, src_len: int, length: int) -> bool:
+    """Whether ``model`` can run a source of ``src_len`` and a target of ``length`` tokens.
+
+    Only GPT-2 has a limit here: source and target share its 1,024-token context.
+    """
+    if model == "gpt2":
+        return max(src_len, length) <= GPT2_MAX_LEN
+    return True
+
+
+def build_generator(
+    model: str, preset: str, *, max_len: int, device: torch.device, seed: int = 0
+) -> Generator:
+    """Build ``model`` at ``preset`` with random weights on ``device``, in eval mode.
+
+    ``max_len`` is the longest source or target it will see (positions are sized to fit).
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
+    torch.manual_seed(seed)
+    if model in YAN_MODELS:
+        vocab = VOCAB[preset, "yan"]
+        name, overrides = _yan_preset(model, preset)
+        config = yan_preset(name, vocab_size=vocab, **overrides)
+        if config.max_len < max_len:
+            config = config.replace(max_len=max_len)
+        yan = YAN(config).to(device).eval()
+
+        def run_yan(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
+            return yan.generate(src, mask, length, steps=steps or 1, seed=seed)
+
+        return Generator(model, preset, vocab, count_parameters(yan), yan, run_yan)
+
+    vocab = VOCAB[preset, "baseline"]
+    # positions: GPT-2 and masked diffusion read [source, (sep,) target]; BART [sep, source]
+    needed = {
+        "gpt2": 2 * min(max_len, GPT2_MAX_LEN) + 1,
+        "bart": max_len + 1,
+        "masked-diffusion": 2 * max_len,
+    }[model]
+    baseline = build_baseline(
+        model, preset, vocab_size=vocab, pad_id=vocab - 2, mask_id=vocab - 1, max_len=needed
+    )
+    baseline = baseline.to(device).eval()
+    if model == "masked-diffusion":
+
+        def run_md(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
+            return baseline.generate(src, mask, length, steps=steps or length)
+
+        return Generator(model, preset, vocab, count_parameters(baseline), baseline, run_md)
+
+    def run_ar(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
+        return baseline.generate(src, mask, length)
+
+    return Generator(model, preset, vocab, count_parameters(baseline), baseline, run_ar)
+
+
+def random_source(
+    gen: Generator, batch: int, src_len: int, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unpadded random source ids ``(batch, src_len)`` below the specials, and an all-True mask.
+
+    No padding: oracle lengths per row make every row the same length (sec. 5.1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, gen.vocab_size - 2, (batch, src_len), generator=g).to(device)
+    return src, torch.ones_like(src, dtype=torch.bool)
+
+
+__all__ = [
+    "AR_MODELS",
+    "GPT2_MAX_LEN",
+    "MODELS",
+    "PRESETS",
+    "VOCAB",
+    "YAN_MODELS",
+    "Generator",
+    "build_generator",
+    "random_source",
+    "supports",
+]
