@@ -50,8 +50,10 @@ test-all: install browser-deps
 app: install
 	$(BIN)/streamlit run app/explorer.py
 
+# Full benchmarks (1-2 h on a 2-core CPU): the 2D table, then YAN latency / quality / isotropy.
 bench: install
 	$(BIN)/python -m moefm.bench --json reports/moefm_bench.json --figure reports/moefm_bench.png
+	$(BIN)/yan bench all --threads 1 --out reports
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
