@@ -53,7 +53,7 @@ app: install
 # Full benchmarks (1-2 h on a 2-core CPU): the 2D table, then YAN latency / quality / isotropy.
 bench: install
 	$(BIN)/python -m moefm.bench --json reports/moefm_bench.json --figure reports/moefm_bench.png
-	$(BIN)/yan bench all --threads 1 --out reports
+	$(BIN)/yan bench all --threads 1 --out reports/yan
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
