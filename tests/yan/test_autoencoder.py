@@ -102,3 +102,16 @@ def test_stage1_loss_decreases_when_overfitting():
         opt.step()
     assert out.ce.item() < 0.5 * first
     assert out.accuracy.item() > 0.5
+
+
+def test_greedy_decode_equals_argmax_of_full_logits_across_vocab_slices():
+    torch.manual_seed(0)
+    dec = Decoder(preset("tiny", vocab_size=1000)).eval()
+    z = torch.randn(37, dec.lm_head.in_features)
+    with torch.no_grad():
+        expected = dec(z).argmax(-1)
+        for vocab_slice in (7, 64, 1000, 4096):
+            assert torch.equal(dec.decode(z, vocab_slice=vocab_slice), expected)
+        # ties go to the lowest id, like argmax: duplicate an output row across slices
+        dec.lm_head.weight[900] = dec.lm_head.weight[expected[0]]
+        assert dec.decode(z[:1], vocab_slice=64).item() == expected[0].item()
