@@ -42,11 +42,10 @@ from yan import eval as yan_eval
 from yan.data import collate, prepare
 from yan.data.splits import SPLITS
 from yan.data.tasks import Example
+from yan.run_state import RUN_FILE, STATE_FILE
 from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer
 
 EVAL_TASKS = yan_eval.TASKS  # infill, last-word, qa, classify
-RUN_FILE = "run.json"  # written by yan.train next to the weights
-STATE_FILE = "trainer_state.json"  # inside checkpoints/step-N
 DEFAULT_TASK_OF_STAGE = {"1": "pretrain", "2": "infill"}
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from yan.train import read_metrics
+from yan.run_state import read_metrics
 
 TRAIN_SKIP = {"kind", "step", "stage", "lr", "tokens_per_s", "tokens", "elapsed", "accuracy"}
 

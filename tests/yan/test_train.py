@@ -21,6 +21,7 @@ from yan.generate import main as generate_main
 from yan.model import YAN
 from yan.optim import warmup_factor
 from yan.plot_run import main as plot_main
+from yan.run_state import checkpoint_dirs, read_metrics
 from yan.tokenizer import YanTokenizer, get_tokenizer
 
 WORDS = (
@@ -118,7 +119,7 @@ def test_stage1_output_is_loadable_and_trains_only_the_autoencoder(stages):
     trained, start = model.state_dict(), init.state_dict()
     assert all(torch.equal(trained[k], start[k]) for k in start if k.startswith("flow."))
     assert any(not torch.equal(trained[k], start[k]) for k in start if k.startswith("encoder."))
-    rows = yan_train.read_metrics(stages["s1"])
+    rows = read_metrics(stages["s1"])
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train_rows] == list(range(1, 7))
     assert {"loss", "ce", "mmd", "scale", "lr", "tokens_per_s", "elapsed", "stage"} <= set(
@@ -136,7 +137,7 @@ def test_stage2_keeps_the_autoencoder_frozen_and_trains_the_flow(stages):
         if k.startswith(("encoder.", "decoder.")):
             assert torch.equal(s1[k], s2[k]), k
     assert any(not torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("flow."))
-    last = [r for r in yan_train.read_metrics(stages["s2"]) if r["kind"] == "val"][-1]
+    last = [r for r in read_metrics(stages["s2"]) if r["kind"] == "val"][-1]
     assert {"val_loss", "val_token_acc", "val_masked_acc"} <= set(last)
 
 
@@ -149,7 +150,7 @@ def test_finetune_on_an_offline_qa_corpus_then_generate(stages, tmp_path, capsys
         "--eval-batches", "1", "--no-progress",
     )  # fmt: skip
     assert res.step == 3
-    rows = [r for r in yan_train.read_metrics(out) if r["kind"] == "train"]
+    rows = [r for r in read_metrics(out) if r["kind"] == "train"]
     assert rows[0]["lr"] == pytest.approx(1e-5 / 1000)  # fine-tuning rate, 1000 warm-up steps
     capsys.readouterr()
     records = generate_main(
@@ -185,9 +186,7 @@ def test_resume_continues_exactly(corpus, tmp_path):
 
     def losses(folder):
         return [
-            (r["step"], r["loss"], r["mmd"])
-            for r in yan_train.read_metrics(folder)
-            if r["kind"] == "train"
+            (r["step"], r["loss"], r["mmd"]) for r in read_metrics(folder) if r["kind"] == "train"
         ]
 
     assert losses(tmp_path / "straight") == losses(tmp_path / "split")
@@ -224,7 +223,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(corpus, tmp_path, monke
     with pytest.raises(OSError, match="simulated"):
         run(*common, "--max-steps", "4", "--out", out)
     monkeypatch.setattr(yan_train.torch, "save", real_save)
-    assert [p.name for p in yan_train.checkpoint_dirs(out)] == ["step-00000002"]
+    assert [p.name for p in checkpoint_dirs(out)] == ["step-00000002"]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000002"]
     exported = YAN.from_pretrained(out).state_dict()
     kept = YAN.from_pretrained(out / "checkpoints" / "step-00000002").state_dict()
