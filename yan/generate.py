@@ -7,7 +7,7 @@
 
 Every input is a source text, framed as in training (App. B.2): ``qa`` expects
 ``context + newline + question`` (or only the question), ``classify`` and ``last-word`` the
-text itself, ``infill`` a text with ``<|mask|>`` placeholders, one per missing token.
+text itself, ``infill`` a text with one ``<|mask|>`` token per missing token.
 
 Target length: for ``infill`` it is the source length (the target is the full text, so the
 length is known: the paper's oracle length); otherwise ``--length L`` gives an oracle length,
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path, help="training output folder")
     p.add_argument("--task", required=True, choices=TASKS)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", help="one input text (infill: with <|mask|> placeholders)")
+    src.add_argument("--text", help="one input text (infill: one <|mask|> per missing token)")
     src.add_argument("--input", type=Path, help="one input per line, or JSONL with a text field")
     p.add_argument("--output", type=Path, help="write the records as JSONL here")
     p.add_argument("--steps", type=int, default=4, help="Euler steps T (paper: 3-4)")

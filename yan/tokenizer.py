@@ -1,7 +1,7 @@
 """Offline tokenizers for YAN, with the paper's two extra special tokens.
 
 YAN (App. B.3) uses the LLaMA-3 tokenizer (128,256 ids) and appends ``<|padding|>`` (id 128,256,
-used for right padding) and ``<|mask|>`` (id 128,257, the infilling placeholder): 128,258 ids.
+used for right padding) and ``<|mask|>`` (id 128,257, marking the tokens to infill): 128,258 ids.
 :class:`YanTokenizer` gives the same interface over three vocabularies, all usable offline:
 
 * ``"llama3"``: the tiktoken BPE file shipped in the ``llama-models`` package;
