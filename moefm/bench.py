@@ -43,7 +43,9 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(seeds=2, train_steps=800, n_train=3000, n_eval=500, sigmas=(0.1,), straight_steps=32)
+        return cls(
+            seeds=2, train_steps=800, n_train=3000, n_eval=500, sigmas=(0.1,), straight_steps=32
+        )
 
 
 def _runs(cfg: BenchConfig) -> list[tuple[TrainConfig, tuple[str, ...]]]:
