@@ -140,6 +140,25 @@ def mode_anchors(dataset: str) -> tuple[torch.Tensor, float]:
     )
 
 
+def check_axes(
+    datasets: Sequence[str],
+    kind: str,
+    values: Sequence[str],
+    allowed: Sequence[str],
+    steps: Sequence[int],
+) -> None:
+    """Validate a figure's data sets, its compared ``kind`` (method, routing) and step counts."""
+    if not datasets or not values or not steps:
+        raise ValueError(f"datasets, {kind}s and steps must each name at least one value")
+    for d in datasets:
+        mode_anchors(d)  # raises a ValueError naming the data set
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"unknown {kind} {v!r}; expected one of {', '.join(allowed)}")
+    if any(isinstance(T, bool) or not isinstance(T, int) or T < 1 for T in steps):
+        raise ValueError(f"steps must be integers >= 1, got {tuple(steps)}")
+
+
 @dataclass(frozen=True)
 class Reference:
     """Held-out data to score samples against.

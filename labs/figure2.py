@@ -28,10 +28,10 @@ from .common import (
     Budget,
     FigureResult,
     Reference,
+    check_axes,
     eval_noise,
     evaluate,
     figure_main,
-    mode_anchors,
     reference,
     route_generator,
     train_flow,
@@ -55,15 +55,7 @@ class Figure2Config:
     budget: Budget = FULL
 
     def __post_init__(self) -> None:
-        if not self.datasets or not self.methods or not self.steps:
-            raise ValueError("datasets, methods and steps must each name at least one value")
-        for d in self.datasets:
-            mode_anchors(d)  # raises a ValueError naming the data set
-        for m in self.methods:
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; expected one of {', '.join(METHODS)}")
-        if any(isinstance(T, bool) or not isinstance(T, int) or T < 1 for T in self.steps):
-            raise ValueError(f"steps must be integers >= 1, got {self.steps}")
+        check_axes(self.datasets, "method", self.methods, METHODS, self.steps)
 
 
 def configure(quick: bool, seed: int) -> Figure2Config:

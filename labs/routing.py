@@ -36,10 +36,10 @@ from .common import (
     Budget,
     FigureResult,
     Reference,
+    check_axes,
     eval_noise,
     evaluate,
     figure_main,
-    mode_anchors,
     reference,
     route_generator,
     train_flow,
@@ -73,15 +73,7 @@ class RoutingConfig:
     budget: Budget = FULL
 
     def __post_init__(self) -> None:
-        if not self.datasets or not self.routings or not self.steps:
-            raise ValueError("datasets, routings and steps must each name at least one value")
-        for d in self.datasets:
-            mode_anchors(d)
-        for r in self.routings:
-            if r not in ROUTINGS:
-                raise ValueError(f"unknown routing {r!r}; expected one of {', '.join(ROUTINGS)}")
-        if any(isinstance(T, bool) or not isinstance(T, int) or T < 1 for T in self.steps):
-            raise ValueError(f"steps must be integers >= 1, got {self.steps}")
+        check_axes(self.datasets, "routing", self.routings, ROUTINGS, self.steps)
         if self.K < 2:
             raise ValueError(f"routing needs K >= 2 experts, got K={self.K}")
 
