@@ -50,6 +50,7 @@ class MoEHead(nn.Module):
         hidden = check_positive_int("gate_hidden", gate_hidden or d_in)
         self.weight = nn.Parameter(torch.empty(self.K, self.m, self.d_in))
         self.bias = nn.Parameter(torch.zeros(self.K, self.m))
+        self.bias._no_weight_decay = True  # type: ignore[attr-defined]  # a bias, though 2-D
         # a one-expert gate is the constant pi = 1: no parameters, so nothing sits unused
         self.gate = (
             nn.Sequential(nn.Linear(self.gate_in, hidden), nn.SiLU(), nn.Linear(hidden, self.K))

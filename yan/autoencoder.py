@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moefm.losses import mmd2
+from moefm.losses import PAPER_BANDWIDTHS, mmd2
 
 from .blocks import Block, Padding, sinusoidal_positions
 from .config import YANConfig
@@ -154,6 +154,31 @@ def randn_like_on(
     return torch.randn(shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
+def mmd_bandwidths(cfg: YANConfig) -> tuple[float, ...]:
+    """The MMD kernel widths of eq. (10): the paper's {0.2, 0.5, 1, 2, 5}, times sqrt(m) with
+    ``cfg.mmd_scale_bandwidths`` (N(0, I) latents lie ~sqrt(2 m) apart, see the config)."""
+    factor = cfg.latent_dim**0.5 if cfg.mmd_scale_bandwidths else 1.0
+    return tuple(factor * s for s in PAPER_BANDWIDTHS)
+
+
+def mask_inputs(
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    max_rate: float,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace real tokens by ``mask_id`` independently with a per-row rate ~ U(0, max_rate).
+
+    The stage-1 corruption that teaches the encoder to read ``<|mask|>`` (see
+    ``YANConfig.stage1_mask_rate``); rows keep their length and padding.
+    """
+    device = generator.device if generator is not None else ids.device
+    rate = max_rate * torch.rand(ids.shape[0], 1, generator=generator, device=device)
+    hit = torch.rand(ids.shape, generator=generator, device=device) < rate
+    return ids.masked_fill(hit.to(ids.device) & mask, mask_id)
+
+
 def regularized_ae_loss(
     encoder: Encoder,
     decoder: Decoder,
@@ -178,12 +203,21 @@ def regularized_ae_loss(
     - Scale is ``||z||^2 / m`` averaged over real tokens: per dimension, so that it equals 1
       for N(0, I) latents whatever m is.
 
+    With ``cfg.stage1_mask_rate > 0`` (our addition, see the config) the encoder reads a copy
+    of ``ids`` with some tokens replaced by ``<|mask|>`` and the decoder must still output the
+    clean ``ids``: autoencoding at visible tokens, masked-token prediction at the others. The
+    regularisers see the latents of that corrupted input.
+
     Args:
         ids, mask: right-padded text ``(B, L)`` and its mask (True at real tokens).
-        noise: add the latent noise (training); ``False`` for a clean evaluation.
+        noise: add the latent noise and the input masking (training); ``False`` for a clean
+            evaluation.
         generator: seeds the noise, the MMD subsample and the Gaussian reference sample.
     """
-    z = encoder(ids, mask)
+    inputs = ids
+    if noise and cfg.stage1_mask_rate > 0:
+        inputs = mask_inputs(ids, mask, cfg.stage1_mask_rate, cfg.mask_id, generator)
+    z = encoder(inputs, mask)
     real = z[mask]  # (N, m)
     z_dec = z
     if noise and cfg.latent_noise_std > 0:
@@ -201,7 +235,7 @@ def regularized_ae_loss(
             real_mmd = real[pick.to(z.device)]
         else:
             real_mmd = real
-        mmd = mmd2(real_mmd, randn_like_on(z, real_mmd.shape, generator))
+        mmd = mmd2(real_mmd, randn_like_on(z, real_mmd.shape, generator), mmd_bandwidths(cfg))
     else:
         mmd = z.sum() * 0.0
     scale = real.pow(2).mean() if n else z.sum() * 0.0
@@ -211,4 +245,12 @@ def regularized_ae_loss(
     return AutoencoderLoss(loss, ce, mmd, scale, accuracy)
 
 
-__all__ = ["AutoencoderLoss", "Decoder", "Encoder", "randn_like_on", "regularized_ae_loss"]
+__all__ = [
+    "AutoencoderLoss",
+    "Decoder",
+    "Encoder",
+    "mask_inputs",
+    "mmd_bandwidths",
+    "randn_like_on",
+    "regularized_ae_loss",
+]

@@ -130,12 +130,16 @@ def load_pretrained(folder: str | Path, device: str | torch.device | None = None
 
 
 def _rebuild_buffers(model: YAN, config: YANConfig, device: str | torch.device | None) -> None:
+    """Rebuild the non-persistent buffers left on the meta device: YAN's only ones are fixed
+    sinusoidal position tables ``(length, dim)``, so their shape is all that is needed."""
     from .blocks import sinusoidal_positions
 
     target = torch.device(device) if device is not None else torch.device("cpu")
-    for module in (model.encoder, model.flow):
-        if module.positions is not None:
-            module.positions = sinusoidal_positions(config.max_len, config.d_model).to(target)
+    for module in model.modules():
+        for name in module._non_persistent_buffers_set:
+            buf = module._buffers.get(name)
+            if buf is not None and buf.is_meta:
+                module._buffers[name] = sinusoidal_positions(*buf.shape).to(target)
 
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_config", "load_pretrained", "save_pretrained"]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ARCHS = ("transformer", "mamba")
+NLL_REDUCTIONS = ("mean", "sum")
+FLOW_STARTS = ("noise", "source")
 
 
 @dataclass
@@ -62,12 +64,42 @@ class YANConfig:
             in stage-1 training (sec. 4.2, "small Gaussian perturbations").
         mmd_max_tokens: at most this many real tokens per batch enter the O(n^2) MMD kernel.
 
+    Stage 1, our additions (paper-literal values in brackets):
+        stage1_mask_rate: the encoder also learns to read ``<|mask|>``: each stage-1 row has
+            its input tokens replaced by ``mask_id`` independently with a rate drawn from
+            U(0, stage1_mask_rate), while the decoder must still output the clean text. The
+            paper's encoder never sees a mask, so E(src) at masked positions carries nothing
+            (measured: 0% of them decode right) and the flow has to learn every masked token
+            from a CE signal thousands of times weaker than its NLL. [0]
+        mmd_scale_bandwidths: multiply the MMD bandwidths {0.2, 0.5, 1, 2, 5} by sqrt(m).
+            For N(0, I) latents ``||z - z'||^2 ~ 2 m``, so at m >= 256 the paper's unscaled
+            kernels are ~0 for every pair of distinct tokens and MMD^2 only sees duplicates
+            (99.6% of it, measured at m = 256). [False]
+        mask_id: the ``<|mask|>`` id; ``None`` means ``vocab_size - 1`` (YAN's tokenizers put it
+            last, see ``yan.tokenizer``).
+
     Stage 2, eq. (11) (weights not given in the paper; ours):
         alpha_moefm, alpha_ce: weights of the MoE-FM NLL and of the CE of the decoded endpoint.
         alpha_length: weight of the length head's CE (an addition to the paper, which uses
             oracle lengths; 0 disables its training).
         freeze_autoencoder: keep encoder and decoder fixed in stage 2 (the paper's two-stage
             scheme); ``False`` fine-tunes them jointly with the flow.
+
+    Stage 2, our additions where the paper is silent (paper-literal values in brackets; the
+    README gives the ablation behind each default):
+        nll_reduction: ``"mean"`` divides eq. (5)'s per-token NLL by m (a per-dimension mean);
+            ``"sum"`` keeps the sum over the m latent dimensions. Summed over 256-512 dims at
+            sigma = 0.1 the NLL's gradient is 400-2500x the CE-through-Euler one, which then
+            does nothing (App. A.5 describes the failure). ["sum"]
+        memory_positions: add sinusoidal positions to the cross-attention memory (and to the
+            flow's queries for Mamba), so a target position can find its source position. At
+            t = 0 the flow's input is noise and this alignment is all the first step has.
+            [False: the paper does not say]
+        flow_start: ``"noise"``: z0 ~ N(0, I) (the paper); ``"source"``: a bridge from the
+            source, z0 = E(src)_l + start_noise * N(0, I) at target position l (zero where the
+            source is shorter). For aligned tasks (copy, infilling) the flow then starts at the
+            copy-the-source answer and learns the change, not the whole text. ["noise"]
+        start_noise: std of the Gaussian part of a ``"source"`` start.
     """
 
     arch: str = "transformer"
@@ -98,6 +130,13 @@ class YANConfig:
     alpha_ce: float = 1.0
     alpha_length: float = 0.1
     freeze_autoencoder: bool = True
+    stage1_mask_rate: float = 0.3
+    mmd_scale_bandwidths: bool = True
+    mask_id: int | None = None
+    nll_reduction: str = "mean"
+    memory_positions: bool = True
+    flow_start: str = "source"
+    start_noise: float = 0.5
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the tuple so configs compare equal after a round trip
@@ -106,6 +145,8 @@ class YANConfig:
             self.latent_dim = self.d_model
         if self.gate_hidden is None:
             self.gate_hidden = self.d_model
+        if self.mask_id is None:
+            self.mask_id = self.vocab_size - 1
         self._validate()
 
     def _validate(self) -> None:
@@ -129,6 +170,18 @@ class YANConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.mask_id, bool) or not isinstance(self.mask_id, int):
+            raise ValueError(f"mask_id must be an integer id, got {self.mask_id!r}")
+        if not 0 <= self.mask_id < self.vocab_size:
+            raise ValueError(f"mask_id={self.mask_id} is outside [0, vocab_size={self.vocab_size})")
+        for name, allowed in (
+            ("nll_reduction", NLL_REDUCTIONS),
+            ("flow_start", FLOW_STARTS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.stage1_mask_rate < 1.0:
+            raise ValueError(f"stage1_mask_rate must be in [0, 1), got {self.stage1_mask_rate}")
         if self.mmd_max_tokens < 2:
             raise ValueError(
                 f"mmd_max_tokens must be >= 2 (unbiased MMD), got {self.mmd_max_tokens}"
@@ -164,6 +217,7 @@ class YANConfig:
             "alpha_moefm",
             "alpha_ce",
             "alpha_length",
+            "start_noise",
         ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -176,7 +230,13 @@ class YANConfig:
     def replace(self, **overrides: Any) -> YANConfig:
         """A copy with some fields changed (validated like :func:`preset` overrides)."""
         _check_keys(overrides)
+        if "vocab_size" in overrides and "mask_id" not in overrides:
+            overrides["mask_id"] = None  # follows the new vocabulary
         return dataclasses.replace(self, **overrides)
+
+    def paper_literal(self) -> YANConfig:
+        """This config with every deviation from the paper's text switched off (see above)."""
+        return self.replace(**PAPER_LITERAL)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the resolved config (``latent_dim``/``gate_hidden`` filled in)."""
@@ -197,6 +257,15 @@ def _check_keys(data: dict[str, Any]) -> None:
     if unknown:
         raise ValueError(f"unknown YANConfig field(s) {unknown}; known fields: {sorted(known)}")
 
+
+# The paper-literal values of the fields where our defaults deviate (see YANConfig).
+PAPER_LITERAL: dict[str, Any] = dict(
+    stage1_mask_rate=0.0,
+    mmd_scale_bandwidths=False,
+    nll_reduction="sum",
+    memory_positions=False,
+    flow_start="noise",
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # unit tests: a full forward/backward in milliseconds on CPU
@@ -249,4 +318,12 @@ def preset(name: str, **overrides: Any) -> YANConfig:
     return YANConfig(**{**PRESETS[name], **overrides})
 
 
-__all__ = ["ARCHS", "PRESETS", "YANConfig", "preset"]
+__all__ = [
+    "ARCHS",
+    "FLOW_STARTS",
+    "NLL_REDUCTIONS",
+    "PAPER_LITERAL",
+    "PRESETS",
+    "YANConfig",
+    "preset",
+]

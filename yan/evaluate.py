@@ -315,12 +315,14 @@ def generate_ids(
     steps: int | None = None,
     seed: int = 0,
     batch_size: int = 32,
+    routing: str = "frozen",
 ) -> Generations:
     """Oracle-length greedy generation for every example, in batches.
 
     ``steps``: YAN's Euler steps T (required), masked diffusion's denoising steps (``None``:
     one token per step; a T above a batch's longest target is clamped to it); ignored by the
-    autoregressive baselines. YAN's noise is seeded by ``seed`` and the batch index.
+    autoregressive baselines. YAN's noise is seeded by ``seed`` and the batch index, and its
+    experts are routed by ``routing`` (see :meth:`yan.model.YAN.generate`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -335,7 +337,13 @@ def generate_ids(
         lengths = batch.tgt_mask.sum(1)
         if ckpt.kind == "yan":
             tokens = ckpt.model.generate(
-                batch.src, batch.src_mask, lengths, steps=steps, seed=seed + n, pad_id=pad
+                batch.src,
+                batch.src_mask,
+                lengths,
+                steps=steps,
+                routing=routing,
+                seed=seed + n,
+                pad_id=pad,
             ).tokens
         elif ckpt.kind == "masked-diffusion":
             width = int(lengths.max())

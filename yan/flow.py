@@ -52,11 +52,14 @@ class FlowCond:
             blocks without cross-attention).
         pooled: masked mean of the encoded source, ``(B, m)``.
         tgt_pad: padding of the latent sequence being generated (self-attention/Mamba mask).
+        source: the encoded source aligned to the target positions, ``(B, Lt, m)`` (zero past
+            the source's end), for ``flow_start = "source"``; ``None`` for a noise start.
     """
 
     memory: list[MemoryKV | None]
     pooled: torch.Tensor
     tgt_pad: Padding
+    source: torch.Tensor | None = None
 
 
 @dataclass
@@ -84,8 +87,12 @@ class LatentFlow(nn.Module):
     """MoE-FM vector field ``u_k(z_t, t | x)`` and gate ``pi(z_t, t | x)`` over token latents.
 
     Trunk input: ``z_t`` projected to ``d_model`` plus fixed sinusoidal positions (Transformer;
-    none for Mamba, whose scans are ordered). Time enters every block through adaLN from an MLP
-    of sinusoidal features of t (DiT); the source enters through cross-attention and the gate.
+    for Mamba only with ``memory_positions``, its scans being ordered). Time enters every block
+    through adaLN from an MLP of sinusoidal features of t (DiT); the source enters through
+    cross-attention (its memory carries positions too with ``memory_positions``) and the gate.
+
+    The start state z0 is N(0, I) noise (the paper) or, with ``flow_start = "source"``, the
+    source latents plus noise (:meth:`start`).
 
     Example:
         >>> from yan.config import preset
@@ -99,9 +106,17 @@ class LatentFlow(nn.Module):
         self.cfg = cfg
         d, m = cfg.d_model, cfg.latent_dim
         self.in_proj = nn.Linear(m, d)
+        query_positions = cfg.arch == "transformer" or cfg.memory_positions
         self.register_buffer(
             "positions",
-            sinusoidal_positions(cfg.max_len, d) if cfg.arch == "transformer" else None,
+            sinusoidal_positions(cfg.max_len, d) if query_positions else None,
+            persistent=False,
+        )
+        # Without positions the memory is a bag of latents: cross-attention cannot tell which
+        # source token sits at the target position being generated.
+        self.register_buffer(
+            "memory_positions",
+            sinusoidal_positions(cfg.max_len, m) if cfg.memory_positions else None,
             persistent=False,
         )
         self.time_mlp = nn.Sequential(nn.Linear(TIME_FEATURES, d), nn.SiLU(), nn.Linear(d, d))
@@ -135,11 +150,36 @@ class LatentFlow(nn.Module):
             tgt_mask: padding mask of the latent sequence to be generated, ``(B, Lt)``.
         """
         mem = self.memory_norm(src_latent)
+        if self.memory_positions is not None:
+            mem = mem + self.memory_positions[: mem.shape[1]].to(mem.dtype)
         src_pad = Padding.from_mask(src_mask)
         memory = [
             None if blk.cross is None else blk.cross.memory(mem, src_pad) for blk in self.blocks
         ]
-        return FlowCond(memory, masked_mean(src_latent, src_mask), Padding.from_mask(tgt_mask))
+        source = None
+        if self.cfg.flow_start == "source":
+            source = aligned_source(src_latent, src_mask, tgt_mask)
+        pooled = masked_mean(src_latent, src_mask)
+        return FlowCond(memory, pooled, Padding.from_mask(tgt_mask), source)
+
+    def start(
+        self,
+        cond: FlowCond,
+        shape: tuple[int, ...],
+        like: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The start state z0 of shape ``(B, Lt, m)``: N(0, I), or with ``flow_start =
+        "source"`` the aligned source latents plus ``start_noise`` times N(0, I)."""
+        noise = randn_like_on(like, shape, generator)
+        if cond.source is None:
+            return noise
+        if tuple(cond.source.shape) != tuple(shape):
+            raise ValueError(
+                f"the source start has shape {tuple(cond.source.shape)} but z0 must have "
+                f"{tuple(shape)}: condition() was given another target mask"
+            )
+        return cond.source + self.cfg.start_noise * noise
 
     # ---- MoEField protocol (moefm.models.MoEField) ----
     def features(
@@ -174,6 +214,20 @@ class LatentFlow(nn.Module):
     def field(self, feats: FlowFeatures, idx: torch.Tensor) -> torch.Tensor:
         """The chosen expert's velocity per token ``(B, L, m)``; no other expert is computed."""
         return self.head.expert(feats.h, idx)
+
+
+def aligned_source(
+    src_latent: torch.Tensor, src_mask: torch.Tensor | None, tgt_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Source latents at the target positions, ``(B, Lt, m)``: position l of the target gets
+    source token l, and zeros (the N(0, I) mean) where the source has no token l."""
+    b, ls, m = src_latent.shape
+    lt = ls if tgt_mask is None else tgt_mask.shape[1]
+    src = src_latent if src_mask is None else src_latent * src_mask.unsqueeze(-1)
+    out = src.new_zeros(b, lt, m)
+    n = min(ls, lt)
+    out[:, :n] = src[:, :n]
+    return out
 
 
 class LengthHead(nn.Module):
@@ -212,7 +266,8 @@ class FlowLoss:
 
     Attributes:
         loss: ``alpha_MoE-FM * moefm + alpha_CE * ce + alpha_length * length``.
-        moefm: MoE-FM NLL of eq. (5) (without the Gaussian normaliser), mean per real token.
+        moefm: MoE-FM NLL of eq. (5) (without the Gaussian normaliser), mean per real token
+            (and per latent dimension with ``nll_reduction = "mean"``).
         ce: cross-entropy of decoding the Euler endpoint ``z1_hat``, mean per real token.
         length: cross-entropy of the length head (0 when it is not trained).
         accuracy: fraction of real tokens whose decoded endpoint is right, no gradient.
@@ -239,8 +294,10 @@ def latent_flow_loss(
 ) -> FlowLoss:
     """The stage-2 objective of eq. (11): ``alpha_MoE-FM L_MoE-FM + alpha_CE L_CE``.
 
-    - L_MoE-FM (eq. 5): ``t ~ U(0, 1)`` per sequence, ``z0 ~ N(0, I)``, ``z_t = t z1 +
-      (1 - t) z0``, NLL of ``u* = z1 - z0`` under the K-expert mixture, over real tokens.
+    - L_MoE-FM (eq. 5): ``t ~ U(0, 1)`` per sequence, ``z0 ~ N(0, I)`` (or the source bridge
+      of :meth:`LatentFlow.start`), ``z_t = t z1 + (1 - t) z0``, NLL of ``u* = z1 - z0``
+      under the K-expert mixture, over real tokens; divided by m with
+      ``nll_reduction = "mean"``.
     - L_CE: integrate ``cfg.train_steps`` Euler steps from the same ``z0`` with frozen routing
       (experts drawn at ``t = 0``), decode ``z1_hat`` and score it against ``tgt``. Gradients
       flow through the unrolled solver into the flow (and through the decoder, whose own
@@ -256,10 +313,12 @@ def latent_flow_loss(
     b = z1.shape[0]
     device = generator.device if generator is not None else z1.device
     t = torch.rand(b, generator=generator, device=device, dtype=z1.dtype).to(z1.device)
-    z0 = randn_like_on(z1, z1.shape, generator)
+    z0 = flow.start(cond, tuple(z1.shape), z1, generator)
     path = linear_path(z0, z1, t)
     feats = flow.features(path.z_t, t, cond)
     nll = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, cfg.sigma, mask=tgt_mask)
+    if cfg.nll_reduction == "mean":  # per latent dimension: comparable with the per-token CE
+        nll = nll / z1.shape[-1]
     zero = nll.new_zeros(())
     ce, accuracy = zero, zero
     if cfg.alpha_ce > 0:
@@ -291,6 +350,7 @@ __all__ = [
     "FlowLoss",
     "LatentFlow",
     "LengthHead",
+    "aligned_source",
     "latent_flow_loss",
     "masked_mean",
 ]

@@ -30,7 +30,7 @@ from torch import nn
 
 from moefm.sampling import ROUTINGS, SOLVERS, sample
 
-from .autoencoder import AutoencoderLoss, Decoder, Encoder, randn_like_on, regularized_ae_loss
+from .autoencoder import AutoencoderLoss, Decoder, Encoder, regularized_ae_loss
 from .batch import Seq2SeqBatch
 from .config import PRESETS, YANConfig, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, latent_flow_loss, masked_mean
@@ -330,7 +330,7 @@ class YAN(nn.Module):
         lengths = self._target_lengths(tgt_len, masked_mean(z_src, src_mask))
         tgt_mask = torch.arange(int(lengths.max()), device=device) < lengths.unsqueeze(1)
         cond = self.flow.condition(z_src, src_mask, tgt_mask)
-        z0 = randn_like_on(z_src, (*tgt_mask.shape, self.config.latent_dim), gen)
+        z0 = self.flow.start(cond, (*tgt_mask.shape, self.config.latent_dim), z_src, gen)
         out = sample(self.flow, z0, steps, solver=solver, routing=routing, cond=cond, generator=gen)
         # the vocabulary projection runs once, on real target positions only
         ids = self.decoder.decode(out.z1[tgt_mask], temperature=temperature, generator=gen)

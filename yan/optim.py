@@ -1,6 +1,9 @@
 """Optimiser and learning-rate schedule of YAN (App. B.3).
 
-AdamW with beta = (0.9, 0.999) and weight decay 0.01; the learning rate rises linearly from 0
+AdamW with beta = (0.9, 0.999) and weight decay 0.01 on weight matrices only (biases, norm
+gains and parameters marked ``_no_weight_decay``, such as Mamba's ``A_log`` and ``D``, are
+not decayed: decay would pull norm gains and the state-space decay rates towards 0, which is
+not a regulariser of anything); the learning rate rises linearly from 0
 over the first ``warmup`` steps and then stays constant (1e-4 for pretraining, 1e-5 for
 fine-tuning in the paper, 1000 warm-up steps).
 
@@ -31,7 +34,11 @@ def build_optimizer(
     weight_decay: float = WEIGHT_DECAY,
     betas: tuple[float, float] = BETAS,
 ) -> torch.optim.AdamW:
-    """AdamW over ``params`` with the paper's betas and weight decay (App. B.3)."""
+    """AdamW over ``params`` with the paper's betas and weight decay (App. B.3).
+
+    Two parameter groups: matrices (``dim >= 2``) with ``weight_decay``, and the rest plus
+    anything marked ``_no_weight_decay`` without (see the module docstring).
+    """
     params = list(params)
     if not params:
         raise ValueError("build_optimizer: no parameters to optimise")
@@ -39,7 +46,16 @@ def build_optimizer(
         raise ValueError(f"learning rate must be > 0, got {lr}")
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    decay, no_decay = [], []
+    for p in params:
+        skip = p.dim() < 2 or getattr(p, "_no_weight_decay", False)
+        (no_decay if skip else decay).append(p)
+    groups = [
+        {"params": group, "weight_decay": wd}
+        for group, wd in ((decay, weight_decay), (no_decay, 0.0))
+        if group
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def warmup_factor(step: int, warmup: int) -> float:

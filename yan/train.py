@@ -131,6 +131,12 @@ TRAINING_FIELDS = frozenset(
         "alpha_ce",
         "alpha_length",
         "freeze_autoencoder",
+        "stage1_mask_rate",
+        "mmd_scale_bandwidths",
+        "nll_reduction",
+        "memory_positions",
+        "flow_start",
+        "start_noise",
     }
 )
 # Run settings a --resume must share with the checkpoint to continue the same loss curve.

@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from moefm.losses import mmd2
-from yan.autoencoder import Decoder, Encoder, regularized_ae_loss
+from moefm.losses import PAPER_BANDWIDTHS, mmd2
+from yan.autoencoder import (
+    Decoder,
+    Encoder,
+    mask_inputs,
+    mmd_bandwidths,
+    regularized_ae_loss,
+)
 from yan.config import preset
 
 
@@ -71,7 +77,8 @@ def test_stage1_loss_terms():
     seeded = regularized_ae_loss(enc, dec, ids, mask, cfg, noise=False, generator=g1)
     torch.randn(z.shape, generator=g2)  # nothing else is drawn before the reference sample
     g2 = torch.Generator().manual_seed(5)
-    torch.testing.assert_close(seeded.mmd, mmd2(z, torch.randn(z.shape, generator=g2)))
+    widths = mmd_bandwidths(cfg)
+    torch.testing.assert_close(seeded.mmd, mmd2(z, torch.randn(z.shape, generator=g2), widths))
 
 
 def test_stage1_noise_and_subsampling_are_seeded():
@@ -115,3 +122,47 @@ def test_greedy_decode_equals_argmax_of_full_logits_across_vocab_slices():
         # ties go to the lowest id, like argmax: duplicate an output row across slices
         dec.lm_head.weight[900] = dec.lm_head.weight[expected[0]]
         assert dec.decode(z[:1], vocab_slice=64).item() == expected[0].item()
+
+
+def test_mmd_bandwidths_scale_with_the_latent_size():
+    cfg = preset("tiny", latent_dim=64)
+    assert mmd_bandwidths(cfg) == pytest.approx(tuple(8.0 * s for s in PAPER_BANDWIDTHS))
+    assert mmd_bandwidths(cfg.replace(mmd_scale_bandwidths=False)) == PAPER_BANDWIDTHS
+    # why: N(0, I) pairs in m = 256 dims are ~sqrt(2 m) apart, so the paper's kernels vanish
+    # for every pair of distinct points and MMD^2 between two Gaussian samples is noise only
+    x, y = torch.randn(200, 256), torch.randn(200, 256) * 1.5
+    far = mmd2(x, y, PAPER_BANDWIDTHS)
+    scaled = mmd2(x, y, tuple(16.0 * s for s in PAPER_BANDWIDTHS))
+    assert abs(far) < 1e-3 < scaled
+
+
+def test_mask_inputs_rates_padding_and_seeding():
+    ids = torch.randint(0, 50, (400, 32))
+    mask = right_mask([32] * 200 + [10] * 200, 32)
+    g = torch.Generator().manual_seed(0)
+    out = mask_inputs(ids, mask, 0.5, 63, g)
+    hit = out == 63
+    assert not hit[~mask].any(), "padding is never masked"
+    assert torch.equal(out[~hit], ids[~hit]), "unmasked tokens are unchanged"
+    rate = hit[:200].float().mean()
+    assert 0.2 < rate < 0.3, "per-row rates ~ U(0, 0.5): a quarter of the tokens on average"
+    again = mask_inputs(ids, mask, 0.5, 63, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_stage1_masking_reads_masks_but_reconstructs_clean_text():
+    cfg = preset("tiny", stage1_mask_rate=0.9, latent_noise_std=0.0)
+    enc, dec = Encoder(cfg), Decoder(cfg)
+    ids = torch.randint(0, cfg.vocab_size - 2, (4, 12))
+    mask = right_mask([12, 12, 7, 3], 12)
+    g = torch.Generator().manual_seed(3)
+    out = regularized_ae_loss(enc, dec, ids, mask, cfg, generator=g)
+    g = torch.Generator().manual_seed(3)
+    corrupted = mask_inputs(ids, mask, 0.9, cfg.mask_id, g)
+    assert (corrupted == cfg.mask_id).any()
+    logits = dec(enc(corrupted, mask))[mask]
+    torch.testing.assert_close(out.ce, torch.nn.functional.cross_entropy(logits, ids[mask]))
+    # evaluation (noise=False) and the paper-literal rate 0 read the clean text
+    clean = regularized_ae_loss(enc, dec, ids, mask, cfg, noise=False)
+    logits = dec(enc(ids, mask))[mask]
+    torch.testing.assert_close(clean.ce, torch.nn.functional.cross_entropy(logits, ids[mask]))

@@ -68,3 +68,31 @@ def test_unknown_override_and_field_are_rejected():
 def test_validation(overrides, needle):
     with pytest.raises(ValueError, match=needle):
         preset("tiny", **overrides)
+
+
+def test_our_deviations_and_the_paper_literal_recipe():
+    cfg = preset("paper-trf")
+    assert cfg.mask_id == cfg.vocab_size - 1  # YAN's tokenizers put <|mask|> last
+    assert (cfg.nll_reduction, cfg.flow_start, cfg.memory_positions) == ("mean", "source", True)
+    paper = cfg.paper_literal()
+    assert paper.nll_reduction == "sum" and paper.flow_start == "noise"
+    assert not paper.memory_positions and not paper.mmd_scale_bandwidths
+    assert paper.stage1_mask_rate == 0.0
+    # architecture and the paper's own hyperparameters are untouched
+    assert (paper.d_model, paper.K, paper.sigma, paper.train_steps) == (512, 6, 0.1, 4)
+    assert preset("tiny").replace(vocab_size=100).mask_id == 99  # follows a new vocabulary
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("nll_reduction", "median", "nll_reduction"),
+        ("flow_start", "data", "flow_start"),
+        ("stage1_mask_rate", 1.0, "stage1_mask_rate"),
+        ("start_noise", -1.0, "start_noise"),
+        ("mask_id", 64, "mask_id"),
+    ],
+)
+def test_new_fields_are_validated(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        preset("tiny", **{field: value})

@@ -208,3 +208,54 @@ def test_stage2_loss_decreases_when_overfitting(arch):
         opt.step()
     assert sum(nll[-5:]) < 0.8 * sum(nll[:5])
     assert sum(ce[-5:]) < sum(ce[:5])
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mamba"])
+def test_memory_positions_let_the_flow_tell_source_positions_apart(arch):
+    # Cross-attention is invariant to the order of its memory: without positions, reversing the
+    # source changes nothing, so target position l cannot find source token l.
+    for positions in (False, True):
+        torch.manual_seed(0)
+        cfg, flow = make(arch, memory_positions=positions)
+        z_src, _, z, _ = inputs(cfg, tgt_lengths=(5, 5), src_lengths=(5, 5))
+        t = torch.rand(2)
+        out = flow.features(z, t, flow.condition(z_src)).h
+        flipped = flow.features(z, t, flow.condition(z_src.flip(1))).h
+        assert torch.allclose(out, flipped, atol=1e-5) != positions
+
+
+def test_nll_reduction_mean_is_the_sum_over_latent_dimensions_divided_by_m():
+    out = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(0)  # the same flow and data for both
+        cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
+            nll_reduction=reduction, alpha_ce=0.0
+        )
+        cond = flow.condition(z_src, src_mask, tgt_mask)
+        gen = torch.Generator().manual_seed(1)
+        out[reduction] = latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, cfg, generator=gen)
+    torch.testing.assert_close(out["mean"].moefm, out["sum"].moefm / cfg.latent_dim)
+
+
+def test_source_start_is_the_aligned_source_plus_scaled_noise():
+    cfg, flow = make(flow_start="source", start_noise=0.0)
+    z_src, src_mask, z, tgt_mask = inputs(cfg, tgt_lengths=(6, 4), src_lengths=(5, 2))
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    z0 = flow.start(cond, tuple(z.shape), z)
+    # row 0: source tokens 0..4 at target positions 0..4, nothing (0) at position 5
+    torch.testing.assert_close(z0[0, :5], z_src[0, :5])
+    assert torch.count_nonzero(z0[0, 5]) == 0
+    # row 1: only 2 real source tokens; the source's padding never leaks into the start
+    torch.testing.assert_close(z0[1, :2], z_src[1, :2])
+    assert torch.count_nonzero(z0[1, 2:]) == 0
+    noisy = make(flow_start="source", start_noise=0.5)[1]
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    z0 = noisy.start(noisy.condition(z_src, src_mask, tgt_mask), tuple(z.shape), z, g1)
+    torch.testing.assert_close(z0, cond.source + 0.5 * torch.randn(z.shape, generator=g2))
+    with pytest.raises(ValueError, match="source start has shape"):
+        flow.start(cond, (2, 3, cfg.latent_dim), z)
+    # the paper's noise start ignores the source
+    plain = make(flow_start="noise")[1]
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    z0 = plain.start(plain.condition(z_src, src_mask, tgt_mask), tuple(z.shape), z, g1)
+    torch.testing.assert_close(z0, torch.randn(z.shape, generator=g2))

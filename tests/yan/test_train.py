@@ -472,3 +472,18 @@ def test_demo_trains_both_stages_and_reruns_without_training(corpus, tmp_path, c
         torch.set_num_threads(threads)
     assert second["stage2_train_seconds"] == first["stage2_train_seconds"]
     assert second["stage2_infill_all_acc"] == first["stage2_infill_all_acc"]
+
+
+def test_weight_decay_skips_biases_norms_and_marked_parameters():
+    from yan.optim import build_optimizer
+
+    model = YAN.from_preset("tiny", arch="mamba")
+    opt = build_optimizer(model.parameters(), 1e-3, weight_decay=0.1)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert id(named["flow.head.weight"]) in decayed
+    assert id(named["encoder.embed.weight"]) in decayed
+    for name, p in named.items():
+        if name.endswith((".A_log", ".D", ".bias")) or "norm" in name:
+            assert id(p) not in decayed, name
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(named)

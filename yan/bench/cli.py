@@ -1,4 +1,4 @@
-"""``yan bench [latency|quality|isotropy|all] [options]``: run benchmarks, write reports.
+"""``yan bench [latency|quality|isotropy|learn|all] [options]``: run benchmarks, write reports.
 
 Everything goes to ``--out`` (default ``reports/``): flat JSON records, a markdown report and
 PNG figures per part. ``--quick`` is a few-minute version of each part.
@@ -16,7 +16,7 @@ import torch
 from yan.bench.latency import LENGTHS, TINY_LENGTHS, LatencyConfig, latency_main
 from yan.bench.workloads import MODELS, PRESETS
 
-MODES = ("latency", "quality", "isotropy", "all")
+MODES = ("latency", "quality", "isotropy", "learn", "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,12 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yan bench",
         description="Benchmarks of YAN vs GPT-2, BART and masked diffusion: latency and "
         "tokens/s vs length (Fig. 4 bottom), quality vs Euler steps and quality-diversity "
-        "(Fig. 4 top, 5, 6), latent isotropy under the stage-1 regularisers (Fig. 3).",
+        "(Fig. 4 top, 5, 6), latent isotropy under the stage-1 regularisers (Fig. 3), and "
+        "whether YAN learns: copy / infill / last-word / classify against equal-budget "
+        "baselines and trivial references (learn).",
     )
     p.add_argument("mode", nargs="?", choices=MODES, default="latency", help="part to run")
     p.add_argument("--quick", action="store_true", help="a few minutes per part on a CPU")
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
-    p.add_argument("--json", type=Path, help="latency records (default OUT/latency.json)")
+    p.add_argument(
+        "--json", type=Path, help="latency or learn records (default OUT/latency.json, learn.json)"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--models", nargs="+", choices=MODELS, help="latency: models to time")
@@ -94,6 +98,16 @@ def run(ns: argparse.Namespace) -> dict[str, dict[str, Path]]:
             steps=ns.steps, checkpoint=ns.checkpoint, work=ns.work, device=ns.device
         )
         written["quality"] = quality_main(qcfg, ns.out)
+    if ns.mode in ("learn", "all"):
+        from yan.bench.learn import LearnConfig, learn_main
+
+        lcfg = LearnConfig.quick() if ns.quick else LearnConfig()
+        if ns.work is not None:
+            lcfg.work = ns.work
+        if ns.device is not None:
+            lcfg.device = ns.device
+        json_path = ns.json if ns.mode == "learn" else None
+        written["learn"] = learn_main(lcfg, ns.out, json_path)
     if ns.mode in ("isotropy", "all"):
         from yan.bench.isotropy import IsotropyConfig, isotropy_main
 

@@ -293,6 +293,11 @@ def _classify(records, tok, *, max_len, fit, seed, cfg) -> list[Example]:
     texts = [as_text(r["text"], "text") for r in records]
     labels = [as_text(r["label"], "label").strip() for r in records]
     src, tgt = tok.encode_batch(texts), tok.encode_batch(labels)
+    # Generation uses oracle target lengths: labels of different token counts ("positive" 2,
+    # "negative" 3 with the demo's BPE) would give the answer away. Every target is padded
+    # with <|padding|> to the longest label, and the padding is part of what is predicted.
+    width = max((len(t) for t in tgt), default=0)
+    tgt = [list(t) + [tok.pad_id] * (width - len(t)) if t else t for t in tgt]
     return [
         Example(fit(s, "source", "start", n), fit(t, "target", "start", n), _meta(r, target=lab))
         for n, (r, s, t, lab) in enumerate(zip(records, src, tgt, labels))
