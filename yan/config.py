@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ARCHS = ("transformer", "mamba")
-NLL_REDUCTIONS = ("mean", "sum")
+NLL_REDUCTIONS = ("mean", "dim", "sum")
 FLOW_STARTS = ("noise", "source")
 
 
@@ -87,10 +87,15 @@ class YANConfig:
 
     Stage 2, our additions where the paper is silent (paper-literal values in brackets; the
     README gives the ablation behind each default):
-        nll_reduction: ``"mean"`` divides eq. (5)'s per-token NLL by m (a per-dimension mean);
-            ``"sum"`` keeps the sum over the m latent dimensions. Summed over 256-512 dims at
-            sigma = 0.1 the NLL's gradient is 400-2500x the CE-through-Euler one, which then
-            does nothing (App. A.5 describes the failure). ["sum"]
+        nll_reduction: how eq. (5) treats the m latent dimensions of a token. ``"sum"``: the
+            squared distances are summed over m (the paper's text). Summed over 256-512 dims
+            at sigma = 0.1 the NLL's gradient is 400-2500x the CE-through-Euler one, which then
+            does nothing (App. A.5 describes the failure), and the responsibilities (eq. 12)
+            are winner-take-all, so all but one expert stay untrained. ``"mean"``: the same
+            NLL divided by m (same responsibilities, comparable scale). ``"dim"``: sigma
+            applies per dimension, to the mean squared distance ``||u_k - u*||^2 / m`` (eq. 5
+            with sigma * sqrt(m)), which gives the same scale and soft responsibilities.
+            ["sum"]
         memory_positions: add sinusoidal positions to the cross-attention memory (and to the
             flow's queries for Mamba), so a target position can find its source position. At
             t = 0 the flow's input is noise and this alignment is all the first step has.

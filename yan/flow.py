@@ -297,7 +297,7 @@ def latent_flow_loss(
     - L_MoE-FM (eq. 5): ``t ~ U(0, 1)`` per sequence, ``z0 ~ N(0, I)`` (or the source bridge
       of :meth:`LatentFlow.start`), ``z_t = t z1 + (1 - t) z0``, NLL of ``u* = z1 - z0``
       under the K-expert mixture, over real tokens; divided by m with
-      ``nll_reduction = "mean"``.
+      ``nll_reduction = "mean"``, with sigma per dimension (sigma * sqrt(m)) with ``"dim"``.
     - L_CE: integrate ``cfg.train_steps`` Euler steps from the same ``z0`` with frozen routing
       (experts drawn at ``t = 0``), decode ``z1_hat`` and score it against ``tgt``. Gradients
       flow through the unrolled solver into the flow (and through the decoder, whose own
@@ -316,9 +316,12 @@ def latent_flow_loss(
     z0 = flow.start(cond, tuple(z1.shape), z1, generator)
     path = linear_path(z0, z1, t)
     feats = flow.features(path.z_t, t, cond)
-    nll = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, cfg.sigma, mask=tgt_mask)
+    m = z1.shape[-1]
+    # "dim": sigma per dimension, i.e. sigma * sqrt(m) on the summed squared distance
+    sigma = cfg.sigma * m**0.5 if cfg.nll_reduction == "dim" else cfg.sigma
+    nll = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, sigma, mask=tgt_mask)
     if cfg.nll_reduction == "mean":  # per latent dimension: comparable with the per-token CE
-        nll = nll / z1.shape[-1]
+        nll = nll / m
     zero = nll.new_zeros(())
     ce, accuracy = zero, zero
     if cfg.alpha_ce > 0:

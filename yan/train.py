@@ -885,13 +885,16 @@ class Trainer:
             values = torch.stack([parts[k].detach().float() for k in names])
             total = values if total is None else total + values
         assert total is not None
-        torch.nn.utils.clip_grad_norm_(self.params, args.grad_clip)
+        # the norm before clipping, logged: clipping that rescales every step by ~1000x is
+        # a hidden learning-rate change (the same on every rank after the all-reduce)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, args.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         local = total / args.grad_accum
         reduced = torch.cat([local, local.new_tensor([float(tokens)])])
         all_reduce_sum(reduced, env)
         means = dict(zip(names, (reduced[:-1] / env.world_size).tolist()))
+        means["grad_norm"] = float(grad_norm)
         if not math.isfinite(means["loss"]):
             raise FloatingPointError(
                 f"non-finite loss {means['loss']} at step {self.step + 1}; lower --lr or check "

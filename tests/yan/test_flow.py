@@ -237,6 +237,24 @@ def test_nll_reduction_mean_is_the_sum_over_latent_dimensions_divided_by_m():
     torch.testing.assert_close(out["mean"].moefm, out["sum"].moefm / cfg.latent_dim)
 
 
+def test_nll_reduction_dim_applies_sigma_per_dimension():
+    torch.manual_seed(0)
+    cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
+        nll_reduction="dim", alpha_ce=0.0, flow_start="noise"
+    )
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    out = latent_flow_loss(
+        flow, dec, z1, cond, tgt, tgt_mask, cfg, generator=torch.Generator().manual_seed(1)
+    )
+    g = torch.Generator().manual_seed(1)  # t, then z0: the draws of latent_flow_loss
+    t = torch.rand(2, generator=g)
+    path = linear_path(torch.randn(z1.shape, generator=g), z1, t)
+    feats = flow.features(path.z_t, t, cond)
+    sigma = cfg.sigma * cfg.latent_dim**0.5
+    want = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, sigma, mask=tgt_mask)
+    torch.testing.assert_close(out.moefm, want)
+
+
 def test_source_start_is_the_aligned_source_plus_scaled_noise():
     cfg, flow = make(flow_start="source", start_noise=0.0)
     z_src, src_mask, z, tgt_mask = inputs(cfg, tgt_lengths=(6, 4), src_lengths=(5, 2))

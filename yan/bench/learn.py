@@ -67,6 +67,10 @@ class LearnConfig:
         data, classify_data: the text corpus (copy, infill, last-word) and the labelled one.
         max_len, batch_size, lr, warmup: shared by every model.
         stage1_steps, stage2_steps: YAN's two stages; each baseline trains for their sum.
+        mamba_stage2_steps: stage-2 steps of YAN-M when they must differ (``None``: the same).
+            On a CPU the pure-PyTorch selective scan makes a YAN-M stage-2 step ~6x a
+            YAN-TRF one (5 unrolled trunk evaluations of a sequential scan), so ``--quick``
+            gives YAN-M fewer; its records carry the steps it really had.
         finetune_steps: classification fine-tuning steps for every model.
         archs: YAN variants (``transformer``, ``mamba``).
         baselines: ``masked-diffusion`` and/or ``gpt2``.
@@ -86,6 +90,7 @@ class LearnConfig:
     warmup: int = 50
     stage1_steps: int = 1500
     stage2_steps: int = 500
+    mamba_stage2_steps: int | None = None
     finetune_steps: int = 300
     archs: tuple[str, ...] = ("transformer", "mamba")
     baselines: tuple[str, ...] = ("masked-diffusion", "gpt2")
@@ -116,6 +121,8 @@ class LearnConfig:
         for name in ("stage1_steps", "stage2_steps", "finetune_steps", "eval_examples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mamba_stage2_steps is not None and self.mamba_stage2_steps < 1:
+            raise ValueError(f"mamba_stage2_steps must be >= 1, got {self.mamba_stage2_steps}")
         unknown = set(self.archs) - set(ARCH_NAMES)
         if unknown:
             raise ValueError(f"unknown archs {sorted(unknown)}; expected {tuple(ARCH_NAMES)}")
@@ -127,8 +134,14 @@ class LearnConfig:
 
     @property
     def pretrain_steps(self) -> int:
-        """Optimiser steps before classification fine-tuning, for every model."""
+        """Optimiser steps before classification fine-tuning (YAN-TRF and the baselines)."""
         return self.stage1_steps + self.stage2_steps
+
+    def stage2_for(self, arch: str) -> int:
+        """Stage-2 steps of one YAN variant."""
+        if arch == "mamba" and self.mamba_stage2_steps is not None:
+            return self.mamba_stage2_steps
+        return self.stage2_steps
 
     def device_name(self) -> str:
         return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -345,7 +358,7 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
             stage="2",
             task="infill",
             init=root / "stage1",
-            max_steps=cfg.stage2_steps,
+            max_steps=cfg.stage2_for(arch),
             overrides=later,
             **common,
         )
@@ -418,7 +431,7 @@ def yan_records(cfg: LearnConfig, run: YanRun, arch: str, data: TaskData) -> lis
     device = cfg.device_name()
     ckpt = load_checkpoint(run.stage2, device=device)
     tok = ckpt.tokenizer
-    steps = cfg.pretrain_steps
+    steps = cfg.stage1_steps + cfg.stage2_for(arch)
     seconds = run.seconds["stage1"] + run.seconds["stage2"]
     records: list[dict[str, Any]] = []
     for task in ("copy", "infill", "last-word"):
@@ -641,7 +654,13 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         f"Preset `{cfg['preset']}`, data `{cfg['data']}` / `{cfg['classify_data']}`, max_len "
         f"{cfg['max_len']}, batch {cfg['batch_size']}, lr {cfg['lr']:g} (warm-up "
         f"{cfg['warmup']}). YAN: {cfg['stage1_steps']} stage-1 + {cfg['stage2_steps']} "
-        f"stage-2 steps; every baseline: {cfg['stage1_steps'] + cfg['stage2_steps']} steps; "
+        f"stage-2 steps"
+        + (
+            f" (YAN-M: {cfg['mamba_stage2_steps']} stage-2 steps, see the `steps` column)"
+            if cfg.get("mamba_stage2_steps") is not None
+            else ""
+        )
+        + f"; every baseline: {cfg['stage1_steps'] + cfg['stage2_steps']} steps; "
         f"classification: + {cfg['finetune_steps']} fine-tuning steps for every model. "
         f"Held-out examples: {meta['examples']}; unigram token {meta['unigram_token']!r}; "
         f"{meta['threads']} threads; whole run {meta['seconds']:.0f} s.\n",
