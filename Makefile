@@ -50,10 +50,14 @@ test-all: install browser-deps
 app: install
 	$(BIN)/streamlit run app/explorer.py
 
-# Full benchmarks (1-2 h on a 2-core CPU): the 2D table, then YAN latency / quality / isotropy.
+# Full benchmarks (several hours on a 2-core CPU): the 2D table, then YAN latency / quality /
+# isotropy on one thread (timings), then the equal-budget learning benchmark on all cores.
 bench: install
 	$(BIN)/python -m moefm.bench --json reports/moefm_bench.json --figure reports/moefm_bench.png
-	$(BIN)/yan bench all --threads 1 --out reports/yan
+	$(BIN)/yan bench latency --threads 1 --out reports/yan
+	$(BIN)/yan bench quality --threads 1 --out reports/yan
+	$(BIN)/yan bench isotropy --threads 1 --out reports/yan
+	$(BIN)/yan bench learn --out reports/yan
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -138,7 +138,7 @@ class YANConfig:
     stage1_mask_rate: float = 0.3
     mmd_scale_bandwidths: bool = True
     mask_id: int | None = None
-    nll_reduction: str = "mean"
+    nll_reduction: str = "dim"
     memory_positions: bool = True
     flow_start: str = "source"
     start_noise: float = 0.5

@@ -267,7 +267,7 @@ class FlowLoss:
     Attributes:
         loss: ``alpha_MoE-FM * moefm + alpha_CE * ce + alpha_length * length``.
         moefm: MoE-FM NLL of eq. (5) (without the Gaussian normaliser), mean per real token
-            (and per latent dimension with ``nll_reduction = "mean"``).
+            (divided by m with ``nll_reduction = "mean"``; with sigma * sqrt(m) with ``"dim"``).
         ce: cross-entropy of decoding the Euler endpoint ``z1_hat``, mean per real token.
         length: cross-entropy of the length head (0 when it is not trained).
         accuracy: fraction of real tokens whose decoded endpoint is right, no gradient.

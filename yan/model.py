@@ -10,7 +10,8 @@ Reading order follows the paper:
 3. stage 2 trains the latent flow, a mixture-of-experts flow from N(0, I) to E_phi(y) given
    E_phi(x) (eq. 5, 11): :meth:`YAN.stage2_loss`;
 4. generation (:meth:`YAN.generate`): encode the source, draw z0 ~ N(0, I) for the target
-   length (oracle or predicted by the length head), route every token to one expert at t = 0,
+   length (oracle or predicted by the length head; with ``flow_start = "source"``, our default,
+   z0 is the aligned source latents plus noise), route every token to one expert at t = 0,
    integrate T Euler steps with that expert only, decode all tokens at once (argmax).
 
 ``python -m yan.model --preset paper-trf`` prints the parameter count of each part.
@@ -179,8 +180,8 @@ class YAN(nn.Module):
     ) -> FlowLoss:
         """Stage 2, eq. (11): MoE-FM NLL + CE of the decoded Euler endpoint (+ length CE).
 
-        The flow starts at N(0, I) noise and targets ``E_phi(tgt)``, conditioned on
-        ``E_phi(src)``. With ``config.freeze_autoencoder`` (default) both encodings are
+        The flow starts at N(0, I) noise (or the source bridge, ``config.flow_start``) and
+        targets ``E_phi(tgt)``, conditioned on ``E_phi(src)``. With ``config.freeze_autoencoder`` (default) both encodings are
         computed without gradient and the decoder's parameters receive none that matter
         (use :meth:`stage_parameters` to build the optimiser).
         """

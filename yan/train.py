@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 from yan import data as yan_data
 from yan.batch import Seq2SeqBatch
 from yan.checkpoint import CONFIG_NAME, load_config
-from yan.config import PRESETS, YANConfig, preset
+from yan.config import PAPER_LITERAL, PRESETS, YANConfig, preset
 from yan.data.hub import HUB_CORPORA
 from yan.data.tasks import InfillConfig, sample_mask_positions
 from yan.distributed import (
@@ -325,6 +325,18 @@ def resolve_config(
             "a checkpoint cannot change shape: drop --preset or use the preset it was trained with"
         )
     return init_config.replace(**{k: v for k, v in overrides.items() if k in TRAINING_FIELDS})
+
+
+ALIGNED_TASKS = ("pretrain", "infill")  # target position l is source position l
+
+
+def start_for_task(config: YANConfig, task: str, explicit: bool = False) -> YANConfig:
+    """The source-bridge start (``flow_start = "source"``) needs a target aligned with its
+    source; for other tasks (last-word, QA, classification) a run starts from noise unless
+    ``--set flow_start=...`` says otherwise."""
+    if explicit or task in ALIGNED_TASKS or config.flow_start != "source":
+        return config
+    return config.replace(flow_start="noise")
 
 
 def corpus_texts(args: TrainArgs) -> list[str]:
@@ -752,6 +764,7 @@ def _setup(args: TrainArgs, env: DistEnv) -> _Setup:
     else:
         tok = fresh_tokenizer(args, env, streamed_sources(args) is not None)
     config = resolve_config(args.preset, args.overrides, tok, init_config)
+    config = start_for_task(config, task_of(args), explicit="flow_start" in args.overrides)
     max_len = args.max_len or config.max_len
     if max_len > config.max_len:
         raise ValueError(f"--max-len {max_len} exceeds the model's max_len={config.max_len}")
@@ -1072,6 +1085,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a YANConfig field (JSON value), e.g. --set K=4 --set alpha_ce=0.5",
     )
     p.add_argument(
+        "--paper-literal",
+        action="store_true",
+        help="the paper's text where our defaults deviate (noise start, summed NLL, no memory "
+        "positions, no stage-1 masks, unscaled MMD; see yan.config.PAPER_LITERAL); "
+        "--set still overrides",
+    )
+    p.add_argument(
         "--column",
         action="append",
         default=[],
@@ -1132,7 +1152,7 @@ def args_from_cli(ns: argparse.Namespace) -> TrainArgs:
         save_every=ns.save_every,
         log_every=ns.log_every,
         keep_checkpoints=ns.keep_checkpoints,
-        overrides=overrides,
+        overrides={**PAPER_LITERAL, **overrides} if ns.paper_literal else overrides,
         columns=columns,
         sample_by=ns.sample_by,
         stream=ns.stream,

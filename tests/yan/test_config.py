@@ -73,7 +73,7 @@ def test_validation(overrides, needle):
 def test_our_deviations_and_the_paper_literal_recipe():
     cfg = preset("paper-trf")
     assert cfg.mask_id == cfg.vocab_size - 1  # YAN's tokenizers put <|mask|> last
-    assert (cfg.nll_reduction, cfg.flow_start, cfg.memory_positions) == ("mean", "source", True)
+    assert (cfg.nll_reduction, cfg.flow_start, cfg.memory_positions) == ("dim", "source", True)
     paper = cfg.paper_literal()
     assert paper.nll_reduction == "sum" and paper.flow_start == "noise"
     assert not paper.memory_positions and not paper.mmd_scale_bandwidths

@@ -332,6 +332,19 @@ def test_qa_and_classify_framing(tok):
     )
     assert [tok.decode(e.tgt_ids) for e in cls] == ["positive", "0"]
     assert tok.decode(cls[0].src_ids) == "Loved it"
+    # generation uses oracle lengths: labels of different token counts would give the answer
+    # away, so every target is padded with <|padding|> to the longest label
+    long_label = "not at all recommended"
+    cls = data.build_examples(
+        "classify",
+        [{"text": "Loved it", "label": "positive"}, {"text": "Meh", "label": long_label}],
+        tok,
+        max_len=64,
+    )
+    n_short, n_long = len(tok.encode("positive")), len(tok.encode(long_label))
+    assert n_short < n_long and [len(e.tgt_ids) for e in cls] == [n_long, n_long]
+    assert cls[0].tgt_ids[n_short:] == [tok.pad_id] * (n_long - n_short)
+    assert [tok.decode(e.tgt_ids) for e in cls] == ["positive", long_label]
 
 
 def test_truncation_warns_or_raises(tok):

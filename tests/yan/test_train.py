@@ -487,3 +487,25 @@ def test_weight_decay_skips_biases_norms_and_marked_parameters():
         if name.endswith((".A_log", ".D", ".bias")) or "norm" in name:
             assert id(p) not in decayed, name
     assert sum(len(g["params"]) for g in opt.param_groups) == len(named)
+
+
+def test_paper_literal_flag_sets_the_paper_values_and_set_still_wins():
+    from yan.config import PAPER_LITERAL
+
+    ns = yan_train.build_parser().parse_args(
+        ["--data", "x", "--out", "y", "--paper-literal", "--set", "flow_start=source"]
+    )
+    args = yan_train.args_from_cli(ns)
+    assert args.overrides == {**PAPER_LITERAL, "flow_start": "source"}
+    plain = yan_train.args_from_cli(
+        yan_train.build_parser().parse_args(["--data", "x", "--out", "y"])
+    )
+    assert plain.overrides == {}
+
+
+def test_unaligned_tasks_start_from_noise_unless_told_otherwise():
+    cfg = preset("tiny")
+    assert cfg.flow_start == "source"
+    assert yan_train.start_for_task(cfg, "infill").flow_start == "source"
+    assert yan_train.start_for_task(cfg, "classify").flow_start == "noise"
+    assert yan_train.start_for_task(cfg, "qa", explicit=True).flow_start == "source"

@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from yan.bench.report import markdown_table, new_figure, save_figure, write_json, write_text
+from yan.bench.report import (
+    announce,
+    markdown_table,
+    new_figure,
+    save_figure,
+    write_json,
+    write_text,
+)
 from yan.config import YANConfig
 
 _DEFAULTS = YANConfig()
@@ -243,10 +250,7 @@ def isotropy_main(cfg: IsotropyConfig, out_dir: str | Path) -> dict[str, Path]:
         "markdown": write_text(out_dir / "isotropy.md", report),
         "figure": plot(points, records, out_dir / "isotropy.png", cfg.plot_tokens),
     }
-    print(report)
-    for name, path in paths.items():
-        print(f"wrote {name}: {path}")
-    return paths
+    return announce(report, paths)
 
 
 __all__ = [

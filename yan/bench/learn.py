@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from yan.bench.report import write_json
+from yan.bench.report import announce, markdown_table, write_json, write_text
 from yan.data.tasks import Example
 
 TASKS = ("copy", "infill", "last-word", "classify")
@@ -108,11 +108,12 @@ class LearnConfig:
     def quick(cls) -> LearnConfig:
         """The <= 30 minute CPU version (what ``--quick`` and ``make demo`` rely on)."""
         return cls(
-            stage1_steps=600,
-            stage2_steps=150,
-            finetune_steps=100,
+            stage1_steps=400,
+            stage2_steps=100,
+            mamba_stage2_steps=30,
+            finetune_steps=150,
             diffusion_T=(8,),
-            eval_examples=256,
+            eval_examples=200,
             work=Path("runs/bench-learn-quick"),
         )
 
@@ -338,9 +339,8 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
         progress=cfg.progress,
     )
     later = {k: v for k, v in cfg.overrides.items() if k in TRAINING_FIELDS}
-    s1 = train(
-        TrainArgs(
-            out=root / "stage1",
+    stages = {  # folder: what differs between the three runs
+        "stage1": dict(
             data=cfg.data,
             stage="1",
             task="pretrain",
@@ -348,39 +348,29 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
             tokenizer=str(tokenizer) if tokenizer else None,
             max_steps=cfg.stage1_steps,
             overrides={**cfg.overrides, "arch": arch},
-            **common,
-        )
-    )
-    s2 = train(
-        TrainArgs(
-            out=root / "stage2",
+        ),
+        "stage2": dict(
             data=cfg.data,
             stage="2",
             task="infill",
             init=root / "stage1",
             max_steps=cfg.stage2_for(arch),
             overrides=later,
-            **common,
-        )
-    )
-    ft = train(
-        TrainArgs(
-            out=root / "classify",
+        ),
+        "classify": dict(
             data=cfg.classify_data,
             stage="finetune",
             task="classify",
             init=root / "stage2",
             max_steps=cfg.finetune_steps,
             overrides={**later, "flow_start": "noise"},
-            **common,
-        )
-    )
-    return YanRun(
-        root / "stage1",
-        root / "stage2",
-        root / "classify",
-        {"stage1": s1.elapsed, "stage2": s2.elapsed, "classify": ft.elapsed},
-    )
+        ),
+    }
+    seconds = {
+        name: train(TrainArgs(out=root / name, **spec, **common)).elapsed
+        for name, spec in stages.items()
+    }
+    return YanRun(root / "stage1", root / "stage2", root / "classify", seconds)
 
 
 @torch.inference_mode()
@@ -646,8 +636,6 @@ def headline_rows(records: Sequence[dict[str, Any]], task: str) -> list[dict[str
 
 def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The benchmark as markdown: headline per task, YAN's T x routing grid, gate usage."""
-    from yan.bench.report import markdown_table
-
     cfg = meta["config"]
     lines = [
         "# Does YAN learn? Equal-budget comparison (`yan bench learn`)\n",
@@ -740,8 +728,6 @@ def plot(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 def learn_main(cfg: LearnConfig, out_dir: str | Path, json_path: str | Path | None = None):
     """Run, print the report, write ``learn.json`` (a list of records), ``.md`` and ``.png``."""
-    from yan.bench.report import write_text
-
     out_dir = Path(out_dir)
     records, meta = run_learn(cfg)
     report = markdown_report(records, meta)
@@ -750,10 +736,7 @@ def learn_main(cfg: LearnConfig, out_dir: str | Path, json_path: str | Path | No
         "markdown": write_text(out_dir / "learn.md", report),
         "figure": plot(records, out_dir / "learn.png"),
     }
-    print(report)
-    for name, path in paths.items():
-        print(f"wrote {name}: {path}")
-    return paths
+    return announce(report, paths)
 
 
 __all__ = [

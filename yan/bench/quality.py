@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yan.bench.report import markdown_table, new_figure, save_figure, write_json, write_text
+from yan.bench.report import (
+    announce,
+    markdown_table,
+    new_figure,
+    save_figure,
+    write_json,
+    write_text,
+)
 from yan.evaluate import (
     Checkpoint,
     generate_ids,
@@ -385,10 +392,7 @@ def quality_main(cfg: QualityConfig, out_dir: str | Path) -> dict[str, Path]:
     }
     for path in plot(records, out_dir):
         paths[path.stem] = path
-    print(report)
-    for name, path in paths.items():
-        print(f"wrote {name}: {path}")
-    return paths
+    return announce(report, paths)
 
 
 __all__ = [

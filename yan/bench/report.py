@@ -45,6 +45,14 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
+def announce(report: str, paths: dict[str, Path]) -> dict[str, Path]:
+    """Print a benchmark's markdown report and the files it wrote; returns ``paths``."""
+    print(report)
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return paths
+
+
 def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,8 @@ from yan.data.splits import SPLITS
 from yan.data.splits import split as split_records
 from yan.data.tasks import TASKS, Example, InfillConfig, InfillRemask, build_examples
 
-PREPARE_VERSION = 1  # bump when framing or splitting changes, to invalidate prepared caches
+PREPARE_VERSION = 2  # bump when framing or splitting changes, to invalidate prepared caches
+# 2: classification targets padded to the longest label (no length leak)
 
 
 def known_corpora() -> dict[str, str]:
