@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="quality: a trained YAN infilling checkpoint (default: outputs/yan-demo/stage2 "
         "if present, else one is trained)",
     )
-    p.add_argument(
-        "--work", type=Path, help="quality/isotropy/learn: folder for trained models"
-    )
+    p.add_argument("--work", type=Path, help="quality/isotropy/learn: folder for trained models")
     return p
 
 
