@@ -74,7 +74,7 @@ class YANConfig:
         mmd_scale_bandwidths: multiply the MMD bandwidths {0.2, 0.5, 1, 2, 5} by sqrt(m).
             For N(0, I) latents ``||z - z'||^2 ~ 2 m``, so at m >= 256 the paper's unscaled
             kernels are ~0 for every pair of distinct tokens and MMD^2 only sees duplicates
-            (99.6% of it, measured at m = 256). [False]
+            (99.7% of the kernel mass of real latents, measured at m = 256). [False]
         mask_id: the ``<|mask|>`` id; ``None`` means ``vocab_size - 1`` (YAN's tokenizers put it
             last, see ``yan.tokenizer``).
 
@@ -251,9 +251,13 @@ class YANConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> YANConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``.
+
+        A config written before our deviations from the paper existed lacks their fields; it
+        gets the paper-literal values it was trained with, not today's defaults.
+        """
         _check_keys(data)
-        return cls(**data)
+        return cls(**{**PAPER_LITERAL, **data})
 
 
 def _check_keys(data: dict[str, Any]) -> None:

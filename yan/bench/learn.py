@@ -113,7 +113,7 @@ class LearnConfig:
             mamba_stage2_steps=30,
             finetune_steps=150,
             diffusion_T=(8,),
-            eval_examples=200,
+            eval_examples=100,
             work=Path("runs/bench-learn-quick"),
         )
 
