@@ -319,8 +319,9 @@ class YanRun:
 def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
     """Stage 1 (pretrain), stage 2 (infill), classification fine-tune; reruns skip finished ones.
 
-    Classification starts the flow from noise (``flow_start = "noise"``): its target (a label)
-    is not aligned with the source, so a source start would only add a distractor.
+    Classification starts the flow from noise: its target (a label) is not aligned with the
+    source, and the trainer switches unaligned tasks to ``flow_start = "noise"``
+    (:func:`yan.train.start_for_task`).
     """
     from yan.train import TRAINING_FIELDS, TrainArgs, train
 
@@ -363,7 +364,7 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
             task="classify",
             init=root / "stage2",
             max_steps=cfg.finetune_steps,
-            overrides={**later, "flow_start": "noise"},
+            overrides=later,
         ),
     }
     seconds = {
