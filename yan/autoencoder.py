@@ -167,16 +167,50 @@ def mask_inputs(
     max_rate: float,
     mask_id: int,
     generator: torch.Generator | None = None,
+    max_span: int = 1,
 ) -> torch.Tensor:
-    """Replace real tokens by ``mask_id`` independently with a per-row rate ~ U(0, max_rate).
+    """Replace real tokens by ``mask_id`` with a per-row rate ~ U(0, max_rate).
 
-    The stage-1 corruption that teaches the encoder to read ``<|mask|>`` (see
-    ``YANConfig.stage1_mask_rate``); rows keep their length and padding.
+    ``max_span = 1`` masks tokens independently. ``max_span > 1`` masks spans of U{1..max_span}
+    tokens (the infilling task's masks, App. B.2): span starts are drawn at ``rate / mean span
+    length`` so that about the same fraction of tokens is masked. The stage-1 corruption that
+    teaches the encoder to read ``<|mask|>`` (see ``YANConfig.stage1_mask_rate``); rows keep
+    their length and padding.
     """
+    if max_span < 1:
+        raise ValueError(f"max_span must be >= 1, got {max_span}")
     device = generator.device if generator is not None else ids.device
     rate = max_rate * torch.rand(ids.shape[0], 1, generator=generator, device=device)
-    hit = torch.rand(ids.shape, generator=generator, device=device) < rate
+    mean_span = (max_span + 1) / 2
+    hit = torch.rand(ids.shape, generator=generator, device=device) < rate / mean_span
+    if max_span > 1:
+        span = torch.randint(1, max_span + 1, ids.shape, generator=generator, device=device)
+        starts, hit = hit, hit.clone()
+        for offset in range(1, max_span):  # a start at l covers l .. l + span - 1
+            hit[:, offset:] |= (starts & (span > offset))[:, :-offset]
     return ids.masked_fill(hit.to(ids.device) & mask, mask_id)
+
+
+def weighted_ce(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Token cross-entropy averaged over real tokens (``mask``), each weighted by ``weight``
+    (``None``: the plain mean); a zero loss that keeps the graph when no token is real."""
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits[mask].float(), targets[mask], reduction="none")
+    if weight is None:
+        return ce.mean()
+    w = weight[mask].to(ce.dtype)
+    return (ce * w).sum() / w.sum()
+
+
+def masked_weight(hidden: torch.Tensor, factor: float) -> torch.Tensor | None:
+    """Per-token CE weights: ``factor`` where the input was ``<|mask|>`` (``hidden``), 1
+    elsewhere; ``None`` when ``factor`` is 1 (the plain mean)."""
+    if factor == 1.0:
+        return None
+    return 1.0 + (factor - 1.0) * hidden.float()
 
 
 def regularized_ae_loss(
@@ -216,17 +250,17 @@ def regularized_ae_loss(
     """
     inputs = ids
     if noise and cfg.stage1_mask_rate > 0:
-        inputs = mask_inputs(ids, mask, cfg.stage1_mask_rate, cfg.mask_id, generator)
+        inputs = mask_inputs(
+            ids, mask, cfg.stage1_mask_rate, cfg.mask_id, generator, cfg.stage1_mask_span
+        )
     z = encoder(inputs, mask)
     real = z[mask]  # (N, m)
     z_dec = z
     if noise and cfg.latent_noise_std > 0:
         z_dec = z + cfg.latent_noise_std * randn_like_on(z, z.shape, generator)
     logits = decoder(z_dec)
-    targets = ids.masked_fill(~mask, -100)
-    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-    if mask.sum() == 0:
-        ce = logits.sum() * 0.0  # no real token: a zero loss that keeps the graph
+    hidden = (inputs == cfg.mask_id) & (ids != cfg.mask_id)
+    ce = weighted_ce(logits, ids, mask, masked_weight(hidden, cfg.masked_ce_weight))
     n = real.shape[0]
     if n >= 2:
         if n > cfg.mmd_max_tokens:
@@ -250,7 +284,9 @@ __all__ = [
     "Decoder",
     "Encoder",
     "mask_inputs",
+    "masked_weight",
     "mmd_bandwidths",
     "randn_like_on",
     "regularized_ae_loss",
+    "weighted_ce",
 ]

@@ -71,6 +71,15 @@ class YANConfig:
             paper's encoder never sees a mask, so E(src) at masked positions carries nothing
             (measured: 0% of them decode right) and the flow has to learn every masked token
             from a CE signal thousands of times weaker than its NLL. [0]
+        stage1_mask_span: longest masked span in stage 1: ``1`` masks tokens independently,
+            ``3`` masks spans of U{1, 2, 3} tokens like the infilling task (App. B.2), so the
+            encoder learns to fill whole spans, not only single tokens between known ones.
+        masked_ce_weight: weight of a masked input position's cross-entropy relative to a
+            visible one's, in stage 1 (positions the encoder read as ``<|mask|>``) and in the
+            stage-2 CE of the decoded endpoint (positions where the source holds
+            ``<|mask|>``). At 1 every token counts the same, so 90-95% of the CE is spent on
+            visible tokens that copying already gets right and the few masked ones, the
+            only part that must be learnt, get 5-10% of the signal. [1]
         mmd_scale_bandwidths: multiply the MMD bandwidths {0.2, 0.5, 1, 2, 5} by sqrt(m).
             For N(0, I) latents ``||z - z'||^2 ~ 2 m``, so at m >= 256 the paper's unscaled
             kernels are ~0 for every pair of distinct tokens and MMD^2 only sees duplicates
@@ -105,6 +114,11 @@ class YANConfig:
             source is shorter). For aligned tasks (copy, infilling) the flow then starts at the
             copy-the-source answer and learns the change, not the whole text. ["noise"]
         start_noise: std of the Gaussian part of a ``"source"`` start.
+        source_input: add a projection of the aligned source latent E(src)_l to the trunk's
+            input at target position l (zero where the source is shorter), next to z_t. On
+            aligned tasks the flow can then keep or denoise a visible token locally and spend
+            its cross-attention on the context of masked ones; on unaligned tasks it is an
+            extra input the flow learns to ignore. [False]
     """
 
     arch: str = "transformer"
@@ -136,12 +150,15 @@ class YANConfig:
     alpha_length: float = 0.1
     freeze_autoencoder: bool = True
     stage1_mask_rate: float = 0.3
+    stage1_mask_span: int = 1
+    masked_ce_weight: float = 1.0
     mmd_scale_bandwidths: bool = True
     mask_id: int | None = None
     nll_reduction: str = "dim"
     memory_positions: bool = True
     flow_start: str = "source"
     start_noise: float = 0.5
+    source_input: bool = False
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the tuple so configs compare equal after a round trip
@@ -171,6 +188,7 @@ class YANConfig:
             "mamba_d_state",
             "mamba_d_conv",
             "mamba_expand",
+            "stage1_mask_span",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -223,6 +241,7 @@ class YANConfig:
             "alpha_ce",
             "alpha_length",
             "start_noise",
+            "masked_ce_weight",
         ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -270,10 +289,13 @@ def _check_keys(data: dict[str, Any]) -> None:
 # The paper-literal values of the fields where our defaults deviate (see YANConfig).
 PAPER_LITERAL: dict[str, Any] = dict(
     stage1_mask_rate=0.0,
+    stage1_mask_span=1,
+    masked_ce_weight=1.0,
     mmd_scale_bandwidths=False,
     nll_reduction="sum",
     memory_positions=False,
     flow_start="noise",
+    source_input=False,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {

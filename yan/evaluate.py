@@ -358,6 +358,56 @@ def generate_ids(
     return Generations(out, time.perf_counter() - start)
 
 
+@torch.inference_mode()
+def choose_labels(
+    ckpt: Checkpoint,
+    examples: Sequence[Example],
+    choices: Sequence[Sequence[int]],
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    routing: str = "frozen",
+) -> list[list[int]]:
+    """Rank classification: per example, the ids of the candidate the model scores highest.
+
+    ``choices`` are the candidate targets (for classification the distinct padded label
+    sequences of the training split), all of one length; each model ranks them with its own
+    ``choice_scores(src, src_mask, choices)`` (``log p(candidate | source)``, see
+    :meth:`yan.model.YAN.choice_scores`). Ties go to the earliest candidate. Batches and
+    seeds are those of :func:`generate_ids`, so YAN's flow endpoint for a batch is the one its
+    free generation of targets of the candidates' length starts decoding from. ``steps``
+    (YAN's Euler steps T, required) and ``routing`` apply to YAN only; the baselines ignore them
+    (GPT-2 and BART score the exact likelihood of a candidate, masked diffusion the
+    pseudo-likelihood of one all-mask pass).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if ckpt.kind == "yan" and steps is None:
+        raise ValueError("YAN needs steps (the number of Euler steps T)")
+    cands = [[int(i) for i in c] for c in choices]
+    if not cands or not cands[0]:
+        raise ValueError("choices must hold at least one candidate of at least one token")
+    if len({len(c) for c in cands}) > 1:
+        raise ValueError(
+            f"choices must all have one length, got lengths {sorted({len(c) for c in cands})}"
+        )
+    pad = ckpt.tokenizer.pad_id
+    device = next(ckpt.model.parameters()).device
+    table = torch.tensor(cands, dtype=torch.long, device=device)
+    out: list[list[int]] = []
+    for n, first in enumerate(range(0, len(examples), batch_size)):
+        batch = collate(examples[first : first + batch_size], pad).to(device)
+        if ckpt.kind == "yan":
+            scores = ckpt.model.choice_scores(
+                batch.src, batch.src_mask, table, steps=steps, routing=routing, seed=seed + n
+            )
+        else:
+            scores = ckpt.model.choice_scores(batch.src, batch.src_mask, table)
+        out += [list(cands[i]) for i in scores.argmax(1).tolist()]
+    return out
+
+
 def references(task: str, examples: Sequence[Example], tok: YanTokenizer) -> list[str]:
     """Reference text per example: the recorded target string, else the decoded target ids."""
     return [

@@ -28,7 +28,7 @@ from moefm.models import time_embedding
 from moefm.paths import linear_path
 from moefm.sampling import sample
 
-from .autoencoder import Decoder, randn_like_on
+from .autoencoder import Decoder, randn_like_on, weighted_ce
 from .blocks import Block, MemoryKV, Padding, modulate, sinusoidal_positions
 from .config import YANConfig
 
@@ -53,7 +53,8 @@ class FlowCond:
         pooled: masked mean of the encoded source, ``(B, m)``.
         tgt_pad: padding of the latent sequence being generated (self-attention/Mamba mask).
         source: the encoded source aligned to the target positions, ``(B, Lt, m)`` (zero past
-            the source's end), for ``flow_start = "source"``; ``None`` for a noise start.
+            the source's end), for ``flow_start = "source"`` and ``source_input``; ``None``
+            when neither needs it.
     """
 
     memory: list[MemoryKV | None]
@@ -106,6 +107,10 @@ class LatentFlow(nn.Module):
         self.cfg = cfg
         d, m = cfg.d_model, cfg.latent_dim
         self.in_proj = nn.Linear(m, d)
+        # The source latent at the same position, straight into the trunk (``source_input``):
+        # on aligned tasks "keep, denoise or change the source token here" becomes a local
+        # computation instead of one that cross-attention must first learn to align.
+        self.source_proj = nn.Linear(m, d) if cfg.source_input else None
         query_positions = cfg.arch == "transformer" or cfg.memory_positions
         self.register_buffer(
             "positions",
@@ -157,7 +162,7 @@ class LatentFlow(nn.Module):
             None if blk.cross is None else blk.cross.memory(mem, src_pad) for blk in self.blocks
         ]
         source = None
-        if self.cfg.flow_start == "source":
+        if self.cfg.flow_start == "source" or self.source_proj is not None:
             source = aligned_source(src_latent, src_mask, tgt_mask)
         pooled = masked_mean(src_latent, src_mask)
         return FlowCond(memory, pooled, Padding.from_mask(tgt_mask), source)
@@ -172,8 +177,10 @@ class LatentFlow(nn.Module):
         """The start state z0 of shape ``(B, Lt, m)``: N(0, I), or with ``flow_start =
         "source"`` the aligned source latents plus ``start_noise`` times N(0, I)."""
         noise = randn_like_on(like, shape, generator)
-        if cond.source is None:
+        if self.cfg.flow_start != "source":
             return noise
+        if cond.source is None:
+            raise ValueError("a source start needs cond from LatentFlow.condition")
         if tuple(cond.source.shape) != tuple(shape):
             raise ValueError(
                 f"the source start has shape {tuple(cond.source.shape)} but z0 must have "
@@ -195,6 +202,13 @@ class LatentFlow(nn.Module):
         if tuple(t.shape) != (z.shape[0],):
             raise ValueError(f"t must have shape ({z.shape[0]},), got {tuple(t.shape)}")
         x = self.in_proj(z)
+        if self.source_proj is not None:
+            if cond.source is None or cond.source.shape != z.shape:
+                raise ValueError(
+                    "source_input needs the aligned source of the target being generated "
+                    f"(shape {tuple(z.shape)}): pass the target mask to LatentFlow.condition"
+                )
+            x = x + self.source_proj(cond.source)
         if self.positions is not None:
             x = x + self.positions[: z.shape[1]]
         temb = self.time_mlp(time_embedding(t, TIME_FEATURES).to(x.dtype))
@@ -291,6 +305,7 @@ def latent_flow_loss(
     *,
     length_head: LengthHead | None = None,
     generator: torch.Generator | None = None,
+    ce_weight: torch.Tensor | None = None,
 ) -> FlowLoss:
     """The stage-2 objective of eq. (11): ``alpha_MoE-FM L_MoE-FM + alpha_CE L_CE``.
 
@@ -309,6 +324,8 @@ def latent_flow_loss(
         cond: from :meth:`LatentFlow.condition` with ``tgt_mask``.
         tgt, tgt_mask: target ids and mask ``(B, L)``.
         generator: seeds t, z0 and the expert draws.
+        ce_weight: per-token weights ``(B, L)`` of the CE term (``None``: the plain mean),
+            e.g. :func:`yan.autoencoder.masked_weight` of the masked source positions.
     """
     b = z1.shape[0]
     device = generator.device if generator is not None else z1.device
@@ -336,8 +353,7 @@ def latent_flow_loss(
         ).z1
         logits = decoder(z1_hat)
         if bool(tgt_mask.any()):
-            targets = tgt.masked_fill(~tgt_mask, -100)
-            ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            ce = weighted_ce(logits, tgt, tgt_mask, ce_weight)
             with torch.no_grad():
                 accuracy = (logits.argmax(-1) == tgt)[tgt_mask].float().mean()
     length = zero

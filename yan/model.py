@@ -29,12 +29,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from moefm.sampling import ROUTINGS, SOLVERS, sample
+from moefm.sampling import ROUTINGS, SOLVERS, SampleResult, sample
 
-from .autoencoder import AutoencoderLoss, Decoder, Encoder, regularized_ae_loss
+from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regularized_ae_loss
 from .batch import Seq2SeqBatch
 from .config import PRESETS, YANConfig, preset
-from .flow import FlowLoss, LatentFlow, LengthHead, latent_flow_loss, masked_mean
+from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
 
 
 class TextTokenizer(Protocol):
@@ -191,6 +191,10 @@ class YAN(nn.Module):
             z_src = self.encoder(batch.src, batch.src_mask)
             z1 = self.encoder(batch.tgt, batch.tgt_mask)
         cond = self.flow.condition(z_src, batch.src_mask, batch.tgt_mask)
+        # masked source positions (aligned tasks: target position l is source position l)
+        hidden = aligned_source(
+            (batch.src == self.config.mask_id).unsqueeze(-1).float(), batch.src_mask, batch.tgt_mask
+        ).squeeze(-1)
         return latent_flow_loss(
             self.flow,
             self.decoder,
@@ -201,6 +205,7 @@ class YAN(nn.Module):
             self.config,
             length_head=self.length_head,
             generator=generator,
+            ce_weight=masked_weight(hidden > 0, self.config.masked_ce_weight),
         )
 
     def stage_parameters(self, stage: int) -> list[nn.Parameter]:
@@ -297,12 +302,7 @@ class YAN(nn.Module):
             raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
         if not temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        src, src_mask = self._check_tokens("src", src, src_mask)
-        if src.shape[0] == 0:
-            raise ValueError("src has no rows (batch size 0)")
-        empty = (~src_mask.any(1)).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(f"empty source: row(s) {empty} of src have no real token")
+        src, src_mask = self._check_sources(src, src_mask)
         was_training = self.training
         self.eval()  # no dropout: generation is a deterministic function of the seed
         try:
@@ -327,17 +327,114 @@ class YAN(nn.Module):
         device = self.device
         src, src_mask = src.to(device), src_mask.to(device)
         gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-        z_src = self.encoder(src, src_mask)
-        lengths = self._target_lengths(tgt_len, masked_mean(z_src, src_mask))
-        tgt_mask = torch.arange(int(lengths.max()), device=device) < lengths.unsqueeze(1)
-        cond = self.flow.condition(z_src, src_mask, tgt_mask)
-        z0 = self.flow.start(cond, (*tgt_mask.shape, self.config.latent_dim), z_src, gen)
-        out = sample(self.flow, z0, steps, solver=solver, routing=routing, cond=cond, generator=gen)
+        out, tgt_mask, lengths = self._flow_endpoint(
+            src, src_mask, tgt_len, steps, solver, routing, gen
+        )
         # the vocabulary projection runs once, on real target positions only
         ids = self.decoder.decode(out.z1[tgt_mask], temperature=temperature, generator=gen)
         tokens = torch.full(tgt_mask.shape, pad_id, dtype=torch.long, device=device)
         tokens[tgt_mask] = ids
         return Generation(tokens, tgt_mask, lengths, out.experts, out.nfe)
+
+    def _check_sources(
+        self, src: torch.Tensor, src_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_check_tokens` for sources to generate from: at least one row, none empty."""
+        src, src_mask = self._check_tokens("src", src, src_mask)
+        if src.shape[0] == 0:
+            raise ValueError("src has no rows (batch size 0)")
+        empty = (~src_mask.any(1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"empty source: row(s) {empty} of src have no real token")
+        return src, src_mask
+
+    def _flow_endpoint(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor,
+        tgt_len: int | Sequence[int] | torch.Tensor | None,
+        steps: int,
+        solver: str,
+        routing: str,
+        gen: torch.Generator | None,
+    ) -> tuple[SampleResult, torch.Tensor, torch.Tensor]:
+        """Encode the source, draw z0 for the target lengths and integrate the flow.
+
+        Returns the sampler's result (``z1``: the target latents, ``(B, Lt, m)``), the target
+        mask and the lengths; ``src`` must already be on the model's device.
+        """
+        z_src = self.encoder(src, src_mask)
+        lengths = self._target_lengths(tgt_len, masked_mean(z_src, src_mask))
+        tgt_mask = torch.arange(int(lengths.max()), device=src.device) < lengths.unsqueeze(1)
+        cond = self.flow.condition(z_src, src_mask, tgt_mask)
+        z0 = self.flow.start(cond, (*tgt_mask.shape, self.config.latent_dim), z_src, gen)
+        out = sample(self.flow, z0, steps, solver=solver, routing=routing, cond=cond, generator=gen)
+        return out, tgt_mask, lengths
+
+    @torch.inference_mode()
+    def choice_scores(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor | None,
+        choices: torch.Tensor,
+        *,
+        steps: int,
+        routing: str = "frozen",
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Rank classification: ``log p(c | x)`` of every candidate target ``c``, ``(B, C)``.
+
+        The flow is sampled once per source, exactly as :meth:`generate` does for a target of
+        length ``Lc`` (T Euler steps with the given routing; the same seed gives the same
+        endpoint ``z1``), and every candidate is scored on that one endpoint with the decoder's
+        independent per-token distributions (eq. 7): ``sum_l log p_theta(c_l | z1_l)``. The
+        argmax over candidates is the closed-set prediction, the counterpart of a classifier
+        choosing among the training labels; greedy :meth:`generate` may instead mix tokens of
+        different candidates.
+
+        Args:
+            src, src_mask: source ids ``(B, Ls)`` and mask (``None``: no padding).
+            choices: ``(C, Lc)`` candidate target ids, all of one length ``Lc``; every position
+                is scored, padding ids included (classification targets are padded labels).
+            steps: T, the number of Euler steps (T trunk evaluations).
+            routing: ``frozen`` (paper), ``argmax``, ``resample`` or ``mean``.
+            seed: seeds z0 and the expert draws; ``None`` uses the global RNG.
+
+        Example:
+            >>> model = YAN.from_preset("tiny")
+            >>> labels = torch.tensor([[1, 2], [3, 0]])
+            >>> model.choice_scores(torch.tensor([[5, 6, 7]]), None, labels, steps=3).shape
+            torch.Size([1, 2])
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if routing not in ROUTINGS:
+            raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+        if not isinstance(choices, torch.Tensor) or choices.dim() != 2:
+            raise ValueError(
+                f"choices must be a (C, Lc) tensor of token ids, got {_describe(choices)}"
+            )
+        if choices.shape[0] == 0 or choices.shape[1] == 0:
+            raise ValueError(
+                "choices must hold at least one candidate of at least one token, got shape "
+                f"{tuple(choices.shape)}"
+            )
+        choices, _ = self._check_tokens("choices", choices, None)
+        src, src_mask = self._check_sources(src, src_mask)
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.device
+            gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+            width = choices.shape[1]
+            out, _, _ = self._flow_endpoint(
+                src.to(device), src_mask.to(device), width, steps, "euler", routing, gen
+            )
+            logp = torch.log_softmax(self.decoder(out.z1).float(), dim=-1)  # (B, Lc, V)
+            positions = torch.arange(width, device=device)
+            return logp[:, positions, choices.to(device)].sum(-1)  # (B, C, Lc) -> (B, C)
+        finally:
+            self.train(was_training)
 
     def generate_text(
         self,

@@ -132,6 +132,8 @@ TRAINING_FIELDS = frozenset(
         "alpha_length",
         "freeze_autoencoder",
         "stage1_mask_rate",
+        "stage1_mask_span",
+        "masked_ce_weight",
         "mmd_scale_bandwidths",
         "nll_reduction",
         "memory_positions",

@@ -8,8 +8,10 @@ from yan.autoencoder import (
     Decoder,
     Encoder,
     mask_inputs,
+    masked_weight,
     mmd_bandwidths,
     regularized_ae_loss,
+    weighted_ce,
 )
 from yan.config import preset
 
@@ -166,3 +168,61 @@ def test_stage1_masking_reads_masks_but_reconstructs_clean_text():
     clean = regularized_ae_loss(enc, dec, ids, mask, cfg, noise=False)
     logits = dec(enc(ids, mask))[mask]
     torch.testing.assert_close(clean.ce, torch.nn.functional.cross_entropy(logits, ids[mask]))
+
+
+def test_mask_inputs_spans_mask_runs_at_about_the_same_rate():
+    ids = torch.randint(0, 50, (2000, 40))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    single = mask_inputs(ids, mask, 0.4, 63, torch.Generator().manual_seed(0)) == 63
+    spans = mask_inputs(ids, mask, 0.4, 63, torch.Generator().manual_seed(0), max_span=3) == 63
+    # U(0, 0.4) per row: 20% of the tokens on average; spans land a little lower (overlaps)
+    assert 0.18 < single.float().mean() < 0.22
+    assert 0.15 < spans.float().mean() < 0.22
+
+    # a masked token's right neighbour is masked far more often with spans (runs of 1-3)
+    def both(hit):
+        return (hit[:, :-1] & hit[:, 1:]).float().sum() / hit[:, :-1].float().sum()
+
+    assert both(spans) > 2 * both(single)
+    with pytest.raises(ValueError, match="max_span"):
+        mask_inputs(ids, mask, 0.4, 63, max_span=0)
+
+
+def test_masked_ce_weight_reweights_the_masked_positions():
+    logits = torch.randn(2, 5, 7)
+    ids = torch.randint(0, 7, (2, 5))
+    mask = right_mask([5, 3], 5)
+    hidden = torch.zeros(2, 5, dtype=torch.bool)
+    hidden[0, 1] = hidden[1, 2] = True
+    ce = torch.nn.functional.cross_entropy(logits[mask], ids[mask], reduction="none")
+    plain = weighted_ce(logits, ids, mask, masked_weight(hidden, 1.0))
+    torch.testing.assert_close(plain, ce.mean())
+    w = 1.0 + 3.0 * hidden[mask].float()
+    torch.testing.assert_close(
+        weighted_ce(logits, ids, mask, masked_weight(hidden, 4.0)), (ce * w).sum() / w.sum()
+    )
+    assert masked_weight(hidden, 1.0) is None
+    empty = weighted_ce(logits, ids, torch.zeros_like(mask), None)
+    assert empty.item() == 0.0 and empty.requires_grad is logits.requires_grad
+
+
+def test_stage1_masked_ce_weight_changes_only_the_weighting():
+    cfg = preset("tiny", stage1_mask_rate=0.6, stage1_mask_span=3, latent_noise_std=0.0)
+    enc, dec = Encoder(cfg), Decoder(cfg)
+    ids = torch.randint(0, cfg.vocab_size - 2, (4, 12))
+    mask = right_mask([12, 12, 7, 3], 12)
+    out = {}
+    for w in (1.0, 5.0):
+        g = torch.Generator().manual_seed(3)
+        out[w] = regularized_ae_loss(
+            enc, dec, ids, mask, cfg.replace(masked_ce_weight=w), generator=g
+        )
+    g = torch.Generator().manual_seed(3)
+    corrupted = mask_inputs(ids, mask, 0.6, cfg.mask_id, g, 3)
+    hidden = corrupted == cfg.mask_id
+    ce = torch.nn.functional.cross_entropy(
+        dec(enc(corrupted, mask))[mask], ids[mask], reduction="none"
+    )
+    w = 1.0 + 4.0 * hidden[mask].float()
+    torch.testing.assert_close(out[5.0].ce, (ce * w).sum() / w.sum())
+    torch.testing.assert_close(out[1.0].ce, ce.mean())

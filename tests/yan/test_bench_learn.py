@@ -113,6 +113,27 @@ def write_corpora(folder):
     return text, labelled
 
 
+def test_learn_bench_label_choices_are_the_padded_training_labels(tmp_path, monkeypatch):
+    from yan.bench.learn import task_data
+    from yan.tokenizer import YanTokenizer
+
+    monkeypatch.setenv("YAN_DATA_CACHE", str(tmp_path / "cache"))
+    text, labelled = write_corpora(tmp_path)
+    # "positive" is frequent enough to become fewer tokens than "negative"
+    tok = YanTokenizer.train(text.read_text().splitlines() + ["positive"] * 50, vocab_size=300)
+    assert len(tok.encode("positive")) < len(tok.encode("negative"))
+    cfg = LearnConfig(data=str(text), classify_data=str(labelled), max_len=24, eval_examples=6)
+    data = task_data(cfg, tok)
+    # both labels padded to one length
+    assert len(data.label_choices) == 2 and len({len(c) for c in data.label_choices}) == 1
+    assert any(tok.pad_id in c for c in data.label_choices)
+    assert sorted(tok.decode(c) for c in data.label_choices) == ["negative", "positive"]
+    # a padded candidate decodes to its label: choosing the right one scores 1
+    test = data.examples["classify"]
+    right = [next(c for c in data.label_choices if tok.decode(c) == e.meta["target"]) for e in test]
+    assert score_task("classify", test, right, tok) == {"label_acc": 1.0}
+
+
 def test_learn_bench_end_to_end_at_tiny_size(tmp_path, monkeypatch):
     monkeypatch.setenv("YAN_DATA_CACHE", str(tmp_path / "cache"))
     text, labelled = write_corpora(tmp_path)
@@ -169,10 +190,18 @@ def test_learn_bench_end_to_end_at_tiny_size(tmp_path, monkeypatch):
     assert {r["steps"] for r in baseline} == {4}, "baselines get YAN's two stages' steps"
     classify = [r for r in records if r["model"] == "masked-diffusion" and r["task"] == "classify"]
     assert {r["steps"] for r in classify} == {5}
+    # every generative model: rank classification and free generation, per T
+    settings = {"yan-trf": (1, 2), "yan-mamba": (1, 2), "masked-diffusion": (2,), "gpt2": (None,)}
+    for model, Ts in settings.items():
+        got = {
+            (r["T"], r["metric"]) for r in records if (r["model"], r["task"]) == (model, "classify")
+        }
+        assert got == {(T, m) for T in Ts for m in ("label_acc", "label_acc_free")}, model
     assert paths["figure"].stat().st_size > 0
     report = paths["markdown"].read_text()
     for task in TASKS:
         assert f"## {task}" in report
+    assert "label_acc_free" in report and "rank classification" in report
     assert "Gate: mean expert probability" in report
     # a rerun reuses every trained model and gives the same numbers
     stamps = {p: p.stat().st_mtime_ns for p in cfg.work.rglob("model.safetensors")}

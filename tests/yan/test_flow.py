@@ -1,6 +1,8 @@
 """Latent flow: MoEField protocol, padding isolation, K=1 is VFM, frozen routing, T trunk calls,
 stage-2 loss (eq. 11) and its gradients through the unrolled solver."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -277,3 +279,30 @@ def test_source_start_is_the_aligned_source_plus_scaled_noise():
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     z0 = plain.start(plain.condition(z_src, src_mask, tgt_mask), tuple(z.shape), z, g1)
     torch.testing.assert_close(z0, torch.randn(z.shape, generator=g2))
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mamba"])
+def test_source_input_feeds_the_aligned_source_token_to_the_trunk(arch):
+    torch.manual_seed(0)
+    cfg, flow = make(arch, source_input=True, flow_start="noise")
+    z_src, src_mask, z, tgt_mask = inputs(cfg, tgt_lengths=(5, 5), src_lengths=(5, 5))
+    t = torch.rand(2)
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    torch.testing.assert_close(cond.source, z_src)  # aligned even with a noise start
+    base = flow.features(z, t, cond).h
+    # changing source token 2 changes the trunk input at target position 2 directly
+    moved = z_src.clone()
+    moved[:, 2] += 1.0
+    other = flow.features(z, t, flow.condition(moved, src_mask, tgt_mask))
+    direct = (flow.source_proj(moved) - flow.source_proj(z_src))[:, 2]
+    assert direct.abs().max() > 0.1
+    assert not torch.allclose(other.h, base)
+    with pytest.raises(ValueError, match="source_input needs"):
+        flow.features(z, t, dataclasses.replace(cond, source=None))
+
+
+def test_source_input_off_has_no_extra_parameters_and_ignores_it():
+    cfg, flow = make(source_input=False, flow_start="noise")
+    assert flow.source_proj is None
+    z_src, src_mask, z, tgt_mask = inputs(cfg)
+    assert flow.condition(z_src, src_mask, tgt_mask).source is None

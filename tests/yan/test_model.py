@@ -348,3 +348,22 @@ def test_checkpoint_with_the_project_tokenizer(tmp_path):
         texts, tok2, tgt_len=[3, 5], seed=0
     )
     assert after == before and len(before) == 2
+
+
+def test_stage2_masked_ce_weight_counts_the_masked_source_positions():
+    torch.manual_seed(0)
+    base = YAN.from_preset("tiny", masked_ce_weight=1.0)
+    heavy = YAN.from_preset("tiny", masked_ce_weight=10.0)
+    heavy.load_state_dict(base.state_dict())
+    batch = make_batch(src_lengths=(6, 5), tgt_lengths=(6, 5), vocab=60)
+    clean = batch.src.clone()
+
+    def ce(model, src):
+        b = Seq2SeqBatch(src, batch.src_mask, batch.tgt, batch.tgt_mask)
+        return model.stage2_loss(b, generator=torch.Generator().manual_seed(1)).ce
+
+    # no <|mask|> in the source: the weighting has nothing to act on
+    torch.testing.assert_close(ce(heavy, clean), ce(base, clean))
+    masked = clean.clone()
+    masked[0, 2] = masked[1, 0] = base.config.mask_id
+    assert not torch.allclose(ce(heavy, masked), ce(base, masked))

@@ -30,7 +30,8 @@ class BartBaseline(Baseline):
     """``transformers.BartForConditionalGeneration`` trained from scratch.
 
     ``n_layers`` is split evenly: BART-base is 6 encoder + 6 decoder layers. The shared
-    embedding has ``vocab_size + 1`` rows; the last is ``<sep>``.
+    embedding has ``vocab_size + 1`` rows; the last is ``<sep>``. ``config.aligned_positions``
+    changes nothing here: the decoder reaches the source through cross-attention.
     """
 
     def __init__(self, config: BaselineConfig) -> None:
@@ -110,8 +111,10 @@ class BartBaseline(Baseline):
             raise ValueError(f"bart generate takes no extra options, got {sorted(kw)}")
         from transformers.modeling_outputs import BaseModelOutput
 
-        enc_ids, enc_mask = self._encoder_input(src.to(self.device), src_mask.to(self.device))
+        src, src_mask = src.to(self.device), src_mask.to(self.device)
+        enc_ids, enc_mask = self._encoder_input(src, src_mask)
         lengths = target_lengths(tgt_len, enc_ids.shape[0], enc_ids.device)
+        kept = self.source_to_keep(src, src_mask, int(lengths.max()))
         self._check_target(int(lengths.max()))
         encoded = BaseModelOutput(
             last_hidden_state=self.seq2seq.get_encoder()(
@@ -121,7 +124,7 @@ class BartBaseline(Baseline):
         cache = new_cache(encoder_decoder=True)
         token = torch.full_like(enc_ids[:, :1], self.config.sep_id)
         out = []
-        for _ in range(int(lengths.max())):
+        for j in range(int(lengths.max())):
             logits = self.seq2seq(
                 encoder_outputs=encoded,
                 attention_mask=enc_mask,
@@ -129,7 +132,37 @@ class BartBaseline(Baseline):
                 use_cache=True,
                 **{self._cache_kw: cache},
             ).logits[:, -1]
-            token = self.suppress_special(logits).argmax(-1, keepdim=True)
+            token = self.keep_visible(
+                self.suppress_special(logits).argmax(-1, keepdim=True), kept, j
+            )
             out.append(token)
         tokens = torch.cat(out, 1)
         return tokens.masked_fill(~length_mask(lengths, tokens.shape[1]), self.config.pad_id)
+
+    def _score_choices(self, src: Tensor, src_mask: Tensor, choices: Tensor) -> Tensor:
+        """(B, C) log-probability of each candidate target: teacher-forced sum of log-softmax.
+
+        The source is encoded once; its states are repeated for the ``C`` candidates and the
+        decoder scores all ``B * C`` (source, candidate) pairs in one pass. The softmax runs
+        over the project vocabulary (``<sep>`` left out); ``<|padding|>`` is a real target
+        token here and is not suppressed.
+        """
+        from transformers.modeling_outputs import BaseModelOutput
+
+        enc_ids, enc_mask = self._encoder_input(src, src_mask)
+        b, (c, length) = enc_ids.shape[0], choices.shape
+        self._check_target(length)
+        states = self.seq2seq.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
+        encoded = BaseModelOutput(
+            last_hidden_state=states.last_hidden_state.repeat_interleave(c, 0)
+        )
+        tgt = choices.repeat(b, 1)  # row b * C + c is candidate c of source b
+        start = torch.full_like(tgt[:, :1], self.config.sep_id)
+        logits = self.seq2seq(
+            encoder_outputs=encoded,
+            attention_mask=enc_mask.repeat_interleave(c, 0),
+            decoder_input_ids=torch.cat([start, tgt[:, :-1]], 1),
+            use_cache=False,
+        ).logits
+        logp = logits[..., : self.config.vocab_size].float().log_softmax(-1)
+        return logp.gather(2, tgt[..., None]).squeeze(2).sum(1).view(b, c)

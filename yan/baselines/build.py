@@ -66,7 +66,11 @@ def save_baseline(model: Baseline, folder: str | Path) -> Path:
 
 
 def load_baseline(folder: str | Path, device: str = "cpu") -> Baseline:
-    """Rebuild a baseline saved by :func:`save_baseline`; it is returned in eval mode."""
+    """Rebuild a baseline saved by :func:`save_baseline`; it is returned in eval mode.
+
+    A ``config.json`` without ``aligned_positions`` (written before that field existed) loads
+    with ``aligned_positions=False``, the layout those weights were trained with.
+    """
     from safetensors.torch import load_model
 
     folder = Path(folder)
@@ -74,8 +78,12 @@ def load_baseline(folder: str | Path, device: str = "cpu") -> Baseline:
         if not (folder / file).is_file():
             raise FileNotFoundError(f"no {file} in baseline folder {folder}")
     try:
-        config = BaselineConfig(**json.loads((folder / CONFIG_FILE).read_text()))
-    except (TypeError, json.JSONDecodeError) as err:
+        fields = json.loads((folder / CONFIG_FILE).read_text())
+        # Saved before `aligned_positions` existed: those models used one continuous position
+        # count (and have no segment embedding), not the new default.
+        fields.setdefault("aligned_positions", False)
+        config = BaselineConfig(**fields)
+    except (TypeError, AttributeError, json.JSONDecodeError) as err:
         raise ValueError(f"{folder / CONFIG_FILE} is not a baseline config: {err}") from None
     model = build_from_config(config)
     load_model(model, str(folder / WEIGHTS_FILE), device=device)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from yan.baselines.common import (
     Baseline,
     BaselineConfig,
+    aligned_source_ids,
     check_batch,
     check_ids,
     check_src,
@@ -69,6 +70,10 @@ class MaskedDiffusionBaseline(Baseline):
     """LLaDA-style masked diffusion LM with learned positions and tied input/output embeddings.
 
     ``<|mask|>`` is a token of the project vocabulary, so the embedding has ``vocab_size`` rows.
+    With ``config.aligned_positions`` the source and the target each count positions from 0
+    and a learned segment embedding (``seg_emb``, row 0 source, row 1 target) separates them,
+    so target token ``j`` shares position ``j`` with the source token it copies in copy /
+    infilling; otherwise positions run on from the source into the target.
     """
 
     def __init__(self, config: BaselineConfig) -> None:
@@ -76,6 +81,8 @@ class MaskedDiffusionBaseline(Baseline):
         d = config.d_model
         self.tok_emb = nn.Embedding(config.vocab_size, d)
         self.pos_emb = nn.Embedding(config.max_len, d)
+        # Only in aligned mode, so checkpoints of the continuous layout load strictly.
+        self.seg_emb = nn.Embedding(2, d) if config.aligned_positions else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.n_layers)
@@ -107,21 +114,50 @@ class MaskedDiffusionBaseline(Baseline):
         ids = torch.cat([src, tgt], 1)
         # A row with no real token would make softmax over keys 0/0; let it see everything.
         keys = mask | ~mask.any(1, keepdim=True)
-        x = self.drop(self.tok_emb(ids) + self.pos_emb(position_ids(mask)))
+        if self.seg_emb is None:
+            x = self.tok_emb(ids) + self.pos_emb(position_ids(mask))
+        else:
+            positions = torch.cat([position_ids(src_mask), position_ids(tgt_mask)], 1)
+            segment = torch.cat([torch.zeros_like(src), torch.ones_like(tgt)], 1)
+            x = self.tok_emb(ids) + self.pos_emb(positions) + self.seg_emb(segment)
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, keys[:, None, None, :])
         return self.head(self.ln_f(x[:, src.shape[1] :]))
 
+    def _context(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The source segment the model reads: none with ``keep_source``, where the target
+        sequence itself starts as the source (see :meth:`start`)."""
+        if self.config.keep_source:
+            return src[:, :0], src_mask[:, :0]
+        return src, src_mask
+
+    def start(self, src: Tensor, src_mask: Tensor, tgt_mask: Tensor) -> Tensor:
+        """The target before denoising: all ``<|mask|>``, or with ``keep_source`` the aligned
+        source (visible tokens kept, masked positions masked); ``pad_id`` past each length."""
+        x = torch.full_like(tgt_mask, self.config.mask_id, dtype=torch.long)
+        if self.config.keep_source:
+            x = aligned_source_ids(src, src_mask, tgt_mask.shape[1], self.config.mask_id)
+        return x.masked_fill(~tgt_mask, self.config.pad_id)
+
     def loss(self, batch: Seq2SeqBatch) -> Tensor:
-        """LLaDA's 1/t-weighted masked cross-entropy on the target (see the module docstring)."""
+        """LLaDA's 1/t-weighted masked cross-entropy on the target (see the module docstring).
+
+        With ``keep_source`` the positions masked at the start are always masked (probability
+        1, weight 1) and the other tokens are masked with probability ``t`` (weight 1 / t).
+        """
         check_batch(batch, self.config.vocab_size)
         tgt, tgt_mask = batch.tgt, batch.tgt_mask
         t = MASK_EPS + (1 - MASK_EPS) * torch.rand(tgt.shape[0], 1, device=tgt.device)
-        masked = (torch.rand(tgt.shape, device=tgt.device) < t) & tgt_mask
+        p = t.expand(tgt.shape)
+        if self.config.keep_source:
+            hidden = self.start(batch.src, batch.src_mask, tgt_mask) == self.config.mask_id
+            p = torch.where(hidden, 1.0, p)
+        masked = (torch.rand(tgt.shape, device=tgt.device) < p) & tgt_mask
         noisy = torch.where(masked, self.config.mask_id, tgt)
-        logits = self._target_logits(batch.src, batch.src_mask, noisy, tgt_mask)
+        logits = self._target_logits(*self._context(batch.src, batch.src_mask), noisy, tgt_mask)
         ce = F.cross_entropy(logits.float().transpose(1, 2), tgt, reduction="none")  # (B, Lt)
-        per_row = (ce * masked).sum(1) / t.squeeze(1) / tgt_mask.sum(1).clamp(min=1)
+        per_row = (ce * masked / p).sum(1) / tgt_mask.sum(1).clamp(min=1)
         return per_row.mean()
 
     @staticmethod
@@ -138,23 +174,25 @@ class MaskedDiffusionBaseline(Baseline):
         """Yield the ``(B, Lt)`` target after each of the ``steps`` denoising steps.
 
         Still-masked positions hold ``mask_id``; positions past a row's length hold ``pad_id``.
-        ``steps`` defaults to the (longest) target length, i.e. one token per step.
+        ``steps`` defaults to one token per step (the most masked positions of any row).
         """
         src, src_mask = src.to(self.device), src_mask.to(self.device)
         check_src(src, src_mask)
         check_ids(src[src_mask], self.config.vocab_size, "src")
         lengths = target_lengths(tgt_len, src.shape[0], src.device)
         width = int(lengths.max())
-        steps = width if steps is None else steps
+        tgt_mask = length_mask(lengths, width)
+        x = self.start(src, src_mask, tgt_mask)
+        # one token per step by default: as many steps as the most masked row has masks
+        steps = max(1, int((x == self.config.mask_id).sum(1).max())) if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= width:
             raise ValueError(
                 f"steps must be an int in [1, {width}] (the target length), got {steps!r}"
             )
-        tgt_mask = length_mask(lengths, width)
-        x = torch.where(tgt_mask, self.config.mask_id, self.config.pad_id)
-        schedule = self.unmask_schedule(lengths, steps)
+        schedule = self.unmask_schedule((x == self.config.mask_id).sum(1), steps)
+        context = self._context(src, src_mask)
         for step in range(steps):
-            logits = self.suppress_special(self._target_logits(src, src_mask, x, tgt_mask))
+            logits = self.suppress_special(self._target_logits(*context, x, tgt_mask))
             confidence, prediction = logits.float().softmax(-1).max(-1)
             still_masked = x == self.config.mask_id
             confidence = confidence.masked_fill(~still_masked, float("-inf"))
@@ -178,3 +216,22 @@ class MaskedDiffusionBaseline(Baseline):
         for state in self.iter_denoise(src, src_mask, tgt_len, steps):
             final = state
         return final
+
+    def _score_choices(self, src: Tensor, src_mask: Tensor, choices: Tensor) -> Tensor:
+        """(B, C) pseudo-log-likelihood of each candidate target (rows of ``choices``).
+
+        One forward pass per source with an all-``<|mask|>`` target of length ``Lc`` gives the
+        per-position distributions ``p_j``; a candidate scores ``sum_j log p_j(choice_j)``.
+        This is the log-probability under the product of those marginals -- a pseudo-likelihood,
+        not the likelihood of the sampler, which unmasks a few tokens at a time conditioned on
+        the ones already fixed (scoring that would take up to ``Lc`` passes per candidate). It
+        is still normalised over the ``vocab_size ** Lc`` candidates of length ``Lc``. ``<|padding|>`` counts as a real target token. The cost is one forward
+        pass of ``B`` rows for the whole candidate set.
+        """
+        b, (c, length) = src.shape[0], choices.shape
+        tgt = torch.full((b, length), self.config.mask_id, dtype=torch.long, device=src.device)
+        logits = self._target_logits(src, src_mask, tgt, torch.ones_like(tgt, dtype=torch.bool))
+        logp = logits.float().log_softmax(-1)  # (B, Lc, V)
+        # logp[b, j, choices[c, j]] for every (b, c, j), summed over j.
+        index = choices.T[None].expand(b, length, c)
+        return logp.gather(2, index).sum(1)

@@ -16,10 +16,18 @@ benchmark scores what a model has to *learn*, next to what costs nothing:
   model; a baseline trains for as many optimiser steps as YAN's two stages together (and the
   same number of classification steps). Wall-clock training seconds are reported too;
 - metrics: ``token_acc`` (all target tokens), ``masked_acc`` (masked positions only),
-  ``rouge1`` / ``rougeL``, ``exact_match`` (the masked last word), ``label_acc``; YAN for T in
-  {1, 3, 4, 8} Euler steps and frozen / argmax / resample routing, with the gate's expert usage
-  at t = 0 and t = 0.5. ``yan-trf-no-flow`` / ``yan-mamba-no-flow`` decode the encoded source
-  with the stage-1 decoder and no flow at all: what the flow adds is the difference.
+  ``rouge1`` / ``rougeL``, ``exact_match`` (the masked last word); for classification
+  ``label_acc`` (the headline) is rank classification over the training label set -- each
+  generative model scores every distinct padded label of the training split (``log p(label |
+  review)``, :func:`yan.evaluate.choose_labels`) and answers the best, the same closed set
+  TF-IDF + logistic regression chooses from -- and ``label_acc_free`` is free greedy
+  generation + exact match of the decoded string, which a model fails by writing a string
+  that is no label at all (YAN decodes every label position on its own and can mix two
+  labels). YAN for T in {1, 3, 4, 8} Euler steps and frozen / argmax / resample routing
+  (classification: frozen routing, the flow sampled once per review and every label scored
+  on that endpoint), with the gate's expert usage at t = 0 and t = 0.5. ``yan-trf-no-flow`` /
+  ``yan-mamba-no-flow`` decode the encoded source with the stage-1 decoder and no flow at all:
+  what the flow adds is the difference.
 
 Every result is a flat record ``{task, model, metric, value, T, routing, steps,
 train_seconds}`` (accuracies are fractions in [0, 1], ROUGE in [0, 100]). ``--quick`` finishes in
@@ -54,7 +62,15 @@ MODELS = (
     "majority",
     "tfidf-logreg",
 )
-METRICS = ("token_acc", "masked_acc", "rouge1", "rougeL", "exact_match", "label_acc")
+METRICS = (
+    "token_acc",
+    "masked_acc",
+    "rouge1",
+    "rougeL",
+    "exact_match",
+    "label_acc",
+    "label_acc_free",
+)
 ARCH_NAMES = {"transformer": "yan-trf", "mamba": "yan-mamba"}
 
 
@@ -151,12 +167,21 @@ class LearnConfig:
 # ---- held-out examples per task -----------------------------------------------------------------
 @dataclass
 class TaskData:
-    """Held-out examples of every task, and what the trivial references need from training."""
+    """Held-out examples of every task, and what the references need from training.
+
+    Attributes:
+        examples: the held-out examples per task.
+        unigram_id: the most frequent token of the infilling training targets.
+        train_texts, train_labels: the classification training split (TF-IDF, majority).
+        label_choices: the distinct padded target ids of the classification training split,
+            sorted: the closed set rank classification (``label_acc``) chooses from.
+    """
 
     examples: dict[str, list[Example]]
     unigram_id: int
     train_texts: list[str]
     train_labels: list[str]
+    label_choices: list[list[int]] = field(default_factory=list)
 
 
 def last_word_examples(examples: Sequence[Example], mask_id: int, max_len: int) -> list[Example]:
@@ -201,6 +226,7 @@ def task_data(cfg: LearnConfig, tok: Any) -> TaskData:
         unigram_id=counts.most_common(1)[0][0],
         train_texts=[tok.decode(e.src_ids) for e in classify["train"]],
         train_labels=[str(e.meta["target"]) for e in classify["train"]],
+        label_choices=[list(c) for c in sorted({tuple(e.tgt_ids) for e in classify["train"]})],
     )
 
 
@@ -226,7 +252,12 @@ def token_scores(
 def score_task(
     task: str, examples: Sequence[Example], generated: Sequence[Sequence[int]], tok: Any
 ) -> dict[str, float]:
-    """Every metric of ``task`` for generated target ids."""
+    """Every metric of ``task`` for generated target ids.
+
+    Classification decodes the ids (padding is dropped, so a padded label decodes to the
+    label) and compares with the label (:func:`yan.eval.text.accuracy`): ``label_acc`` of
+    whatever ids it is given, chosen or generated (see :func:`classify_scores`).
+    """
     from yan.eval.text import accuracy, rouge
 
     if task == "classify":
@@ -245,6 +276,29 @@ def score_task(
         want = [tok.decode([e.tgt_ids[p] for p in e.meta["masked"]]).strip() for e in examples]
         out["exact_match"] = sum(a == b for a, b in zip(words, want)) / max(len(want), 1)
     return out
+
+
+def classify_scores(
+    ckpt: Any,
+    examples: Sequence[Example],
+    choices: Sequence[Sequence[int]],
+    tok: Any,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``label_acc``: rank classification over ``choices`` (:func:`yan.evaluate.choose_labels`);
+    ``label_acc_free``: free greedy generation (:func:`yan.evaluate.generate_ids`). YAN uses
+    frozen routing and ``steps`` Euler steps for both; masked diffusion ``steps`` denoising
+    steps for generation."""
+    from yan.evaluate import choose_labels, generate_ids
+
+    chosen = choose_labels(ckpt, examples, choices, steps=steps, seed=seed, routing="frozen")
+    free = generate_ids(ckpt, examples, steps=steps, seed=seed, routing="frozen").ids
+    return {
+        "label_acc": score_task("classify", examples, chosen, tok)["label_acc"],
+        "label_acc_free": score_task("classify", examples, free, tok)["label_acc"],
+    }
 
 
 def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
@@ -447,8 +501,7 @@ def yan_records(cfg: LearnConfig, run: YanRun, arch: str, data: TaskData) -> lis
     ft = load_checkpoint(run.classify, device=device)
     examples = data.examples["classify"]
     for T in cfg.T:
-        gens = generate_ids(ft, examples, steps=T, routing="frozen", seed=cfg.seed)
-        scores = score_task("classify", examples, gens.ids, tok)
+        scores = classify_scores(ft, examples, data.label_choices, tok, steps=T, seed=cfg.seed)
         records += metric_records(
             "classify",
             name,
@@ -469,6 +522,7 @@ def train_baseline_run(
     """Train (or reuse) one baseline on ``task``; returns its folder and training seconds."""
     from yan import data as yan_data
     from yan.baselines import build_baseline, load_baseline, save_baseline, train_baseline
+    from yan.train import ALIGNED_TASKS
 
     folder = cfg.work / name / task
     settings = {
@@ -483,6 +537,8 @@ def train_baseline_run(
         "max_len": cfg.max_len,
         "seed": cfg.seed,
         "tokenizer": tok.fingerprint,
+        "aligned_positions": True,  # target positions restart at 0 (BaselineConfig)
+        "keep_source": task in ALIGNED_TASKS,
     }
     stamp = folder / "bench_settings.json"
     if stamp.is_file():
@@ -496,6 +552,7 @@ def train_baseline_run(
     )
     if init is not None:
         model = load_baseline(init, device=cfg.device_name())
+        model.config.keep_source = task in ALIGNED_TASKS  # as YAN's start follows the task
     else:
         # GPT-2 reads [source, separator, target]; masked diffusion [source, target]
         max_len = 2 * cfg.max_len + (1 if name == "gpt2" else 0)
@@ -507,6 +564,7 @@ def train_baseline_run(
             mask_id=tok.mask_id,
             max_len=max_len,
         ).to(cfg.device_name())
+        model.config.keep_source = task in ALIGNED_TASKS
     start = time.perf_counter()
     train_baseline(
         model, loaders["train"], steps, lr=cfg.lr, warmup_steps=cfg.warmup, progress=cfg.progress
@@ -538,8 +596,12 @@ def baseline_records(cfg: LearnConfig, name: str, tok: Any, data: TaskData) -> l
         ckpt = load_checkpoint(folder, baseline=name, device=device)
         for task in tasks:
             for T in settings:
-                gens = generate_ids(ckpt, data.examples[task], steps=T)
-                scores = score_task(task, data.examples[task], gens.ids, tok)
+                examples = data.examples[task]
+                if task == "classify":
+                    scores = classify_scores(ckpt, examples, data.label_choices, tok, steps=T)
+                else:
+                    gens = generate_ids(ckpt, examples, steps=T)
+                    scores = score_task(task, examples, gens.ids, tok)
                 records += metric_records(task, name, scores, steps, seconds, T=T)
                 _log(task, name, scores, T, None)
     return records
@@ -581,6 +643,7 @@ def run_learn(cfg: LearnConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         },
         "examples": {task: len(ex) for task, ex in data.examples.items()},
         "unigram_token": tok.decode([data.unigram_id]),
+        "label_choices": [tok.decode(c) for c in data.label_choices],
         "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -598,7 +661,7 @@ TASK_METRICS = {
     "copy": ("token_acc", "rouge1", "rougeL"),
     "infill": ("masked_acc", "token_acc", "rouge1", "rougeL"),
     "last-word": ("exact_match", "masked_acc", "token_acc", "rougeL"),
-    "classify": ("label_acc",),
+    "classify": ("label_acc", "label_acc_free"),
 }
 PAPER_SETTING = (3, "frozen")  # T = 3 Euler steps, frozen routing (sec. 5.3)
 
@@ -655,7 +718,11 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         f"{meta['threads']} threads; whole run {meta['seconds']:.0f} s.\n",
         "Accuracies in percent, ROUGE F1 in [0, 100]. `*-no-flow` decodes the encoded source "
         "with the stage-1 decoder and no flow. YAN rows: T = 3 Euler steps, frozen routing "
-        "(the paper's setting); the grid below has every T and routing.\n",
+        "(the paper's setting); the grid below has every T and routing. Classification: "
+        "`label_acc` is rank classification over the training label set"
+        + (f" ({', '.join(map(repr, meta['label_choices']))})" if meta.get("label_choices") else "")
+        + ", the closed set TF-IDF + LR and majority choose from; `label_acc_free` is free "
+        "greedy generation + exact match.\n",
     ]
     for task in TASKS:
         rows = headline_rows(records, task)
@@ -682,6 +749,7 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
                     "token_acc",
                     "exact_match",
                     "label_acc",
+                    "label_acc_free",
                 ],
                 digits=1,
             ),
@@ -748,6 +816,7 @@ __all__ = [
     "TaskData",
     "YanRun",
     "baseline_records",
+    "classify_scores",
     "decode_source",
     "gate_usage",
     "headline_rows",
