@@ -39,28 +39,6 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return out
 
 
-def rotary(x: torch.Tensor, positions: torch.Tensor | None = None, base: float = 10_000.0):
-    """Rotary position embedding (RoPE, Su et al., 2021) of queries or keys ``(B, H, L, dh)``.
-
-    Channel pairs ``(i, i + dh/2)`` are rotated by ``position * base^(-2i/dh)``, so the dot
-    product of a rotated query at position p and key at position p' depends on ``p - p'``
-    only: "attend to my left neighbour" is one pattern for every position, where added
-    absolute positions make the model learn it position by position. ``positions``: ``(L,)``
-    or ``(B, L)`` (default ``0 .. L - 1``).
-    """
-    half = x.shape[-1] // 2
-    if positions is None:
-        positions = torch.arange(x.shape[-2], device=x.device)
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angle = positions.to(torch.float32).unsqueeze(-1) * freqs  # (..., L, half)
-    if angle.dim() == 3:  # per-row positions: broadcast over heads
-        angle = angle.unsqueeze(1)
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half : 2 * half]
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return torch.cat([rotated, x[..., 2 * half :]], dim=-1) if x.shape[-1] % 2 else rotated
-
-
 @dataclass(frozen=True)
 class Padding:
     """A right-padding mask prepared once per forward pass for every block.
@@ -242,6 +220,5 @@ __all__ = [
     "Padding",
     "SelfAttention",
     "modulate",
-    "rotary",
     "sinusoidal_positions",
 ]

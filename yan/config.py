@@ -22,6 +22,7 @@ from typing import Any
 
 ARCHS = ("transformer", "mamba")
 NLL_REDUCTIONS = ("mean", "dim", "sum")
+FLOW_PARAMS = ("velocity", "endpoint")
 FLOW_STARTS = ("noise", "source")
 
 
@@ -66,20 +67,28 @@ class YANConfig:
 
     Stage 1, our additions (paper-literal values in brackets):
         stage1_mask_rate: the encoder also learns to read ``<|mask|>``: each stage-1 row has
-            its input tokens replaced by ``mask_id`` independently with a rate drawn from
-            U(0, stage1_mask_rate), while the decoder must still output the clean text. The
+            about a fraction U(0, stage1_mask_rate) of its input tokens replaced by
+            ``mask_id`` (in spans, see ``stage1_mask_span``), while the decoder must still
+            output the clean text. The
             paper's encoder never sees a mask, so E(src) at masked positions carries nothing
             (measured: 0% of them decode right) and the flow has to learn every masked token
             from a CE signal thousands of times weaker than its NLL. [0]
         stage1_mask_span: longest masked span in stage 1: ``1`` masks tokens independently,
             ``3`` masks spans of U{1, 2, 3} tokens like the infilling task (App. B.2), so the
-            encoder learns to fill whole spans, not only single tokens between known ones.
+            encoder learns to fill whole spans, not only single tokens between known ones. [1]
         masked_ce_weight: weight of a masked input position's cross-entropy relative to a
             visible one's, in stage 1 (positions the encoder read as ``<|mask|>``) and in the
             stage-2 CE of the decoded endpoint (positions where the source holds
             ``<|mask|>``). At 1 every token counts the same, so 90-95% of the CE is spent on
             visible tokens that copying already gets right and the few masked ones, the
             only part that must be learnt, get 5-10% of the signal. [1]
+
+            Measured (small, wiki-mini, 400 stage-1 steps, 766 masked tokens of 200 held-out
+            infilling examples decoded from E(src) without a flow; one seed, +-0.8 points
+            standard error): tokens U(0, 0.3) 5.5%, spans U(0, 0.5) 5.7%, spans + weight 5
+            6.0% (the unigram reference: 5.6%); after 100 stage-2 steps (T = 3, frozen)
+            4.6% with weight 1 in stage 2, 4.8% with 5. Within noise at this budget, never
+            worse; the defaults are spans of 1-3, rate 0.5, weight 5.
         mmd_scale_bandwidths: multiply the MMD bandwidths {0.2, 0.5, 1, 2, 5} by sqrt(m).
             For N(0, I) latents ``||z - z'||^2 ~ 2 m``, so at m >= 256 the paper's unscaled
             kernels are ~0 for every pair of distinct tokens and MMD^2 only sees duplicates
@@ -118,7 +127,18 @@ class YANConfig:
             input at target position l (zero where the source is shorter), next to z_t. On
             aligned tasks the flow can then keep or denoise a visible token locally and spend
             its cross-attention on the context of masked ones; on unaligned tasks it is an
-            extra input the flow learns to ignore. [False]
+            extra input the flow learns to ignore. Off by default: measured after 400 + 100
+            steps (small, 200 held-out infilling examples, T = 3, frozen) it changes all-token
+            accuracy within noise (92.4% vs 92.1%) and does not help masked tokens (3.3% vs
+            4.8%). [False]
+        flow_param: what each expert head outputs. ``"velocity"``: u_k itself (the paper).
+            ``"endpoint"``: a prediction of the endpoint z1, relative to the clean part of
+            the start (the aligned source for a source start, 0 for a noise start), turned
+            into the velocity ``u_k = (x1_k - z_t) / (1 - t)`` (``1 - t`` floored at 0.05),
+            so eq. (5) is unchanged. The last Euler step then lands exactly on the chosen
+            expert's endpoint, and cancelling the start's noise is built in instead of
+            learnt (a velocity head must learn ``u ~ -z0``, a 256-d identity map).
+            ["velocity"]
     """
 
     arch: str = "transformer"
@@ -149,9 +169,9 @@ class YANConfig:
     alpha_ce: float = 1.0
     alpha_length: float = 0.1
     freeze_autoencoder: bool = True
-    stage1_mask_rate: float = 0.3
-    stage1_mask_span: int = 1
-    masked_ce_weight: float = 1.0
+    stage1_mask_rate: float = 0.5
+    stage1_mask_span: int = 3
+    masked_ce_weight: float = 5.0
     mmd_scale_bandwidths: bool = True
     mask_id: int | None = None
     nll_reduction: str = "dim"
@@ -159,6 +179,7 @@ class YANConfig:
     flow_start: str = "source"
     start_noise: float = 0.5
     source_input: bool = False
+    flow_param: str = "velocity"
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the tuple so configs compare equal after a round trip
@@ -200,6 +221,7 @@ class YANConfig:
         for name, allowed in (
             ("nll_reduction", NLL_REDUCTIONS),
             ("flow_start", FLOW_STARTS),
+            ("flow_param", FLOW_PARAMS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -296,6 +318,7 @@ PAPER_LITERAL: dict[str, Any] = dict(
     memory_positions=False,
     flow_start="noise",
     source_input=False,
+    flow_param="velocity",
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -351,6 +374,7 @@ def preset(name: str, **overrides: Any) -> YANConfig:
 
 __all__ = [
     "ARCHS",
+    "FLOW_PARAMS",
     "FLOW_STARTS",
     "NLL_REDUCTIONS",
     "PAPER_LITERAL",

@@ -11,9 +11,10 @@ then prints a few infilling examples from held-out articles (source with masks, 
 output and the reference, never the reference with the model's guesses spliced in) and the
 numbers: stage-1 reconstruction accuracy on held-out text, and stage-2 token accuracy on the
 masked positions and over all positions (4 Euler steps, frozen routing, oracle length = source
-length, greedy decoding), next to three references that need no flow: decoding the encoded
-source with the stage-1 decoder, copying the source, and the most frequent training token at
-every mask. Everything is written to ``--out`` (``results.json``, loss curves).
+length, greedy decoding), next to four references that need no flow: decoding the encoded
+source with the stage-1 decoder, copying the source, the most frequent training token at every
+mask, and an n-gram count table of the training text (what can be learnt from the data
+without a neural network). Everything is written to ``--out`` (``results.json``, loss curves).
 
 Rerunning continues an interrupted stage and skips finished ones (``yan train --resume``).
 
@@ -31,14 +32,13 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from yan import data as yan_data
-from yan.bench.learn import decode_source, token_scores
+from yan.bench.learn import NgramFiller, decode_source, token_scores
 from yan.model import YAN
 from yan.plot_run import plot_run
 from yan.tokenizer import YanTokenizer
@@ -127,13 +127,17 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
     plain_b = list(loader(plain, 32, tok.pad_id, shuffle=False, infinite=False, bucket=False))
     recon = reconstruction_accuracy(ae, plain_b)
     generated = generate_all(flow, infill, tok.pad_id, ns.sample_steps, ns.seed)
-    unigram_id = Counter(t for e in splits["train"] for t in e.tgt_ids).most_common(1)[0][0]
+    ngram = NgramFiller([e.tgt_ids for e in splits["train"]])
+    unigram_id = ngram.top
     rows = {
         "YAN (flow, frozen routing)": generated,
         "no flow: decode E(source)": decode_source(flow, infill, tok.pad_id),
         "copy the source": [list(e.src_ids) for e in infill],
         f"unigram ({tok.decode([unigram_id])!r} at every mask)": [
             [unigram_id if t == tok.mask_id else t for t in e.src_ids] for e in infill
+        ],
+        "ngram (neighbour counts)": [
+            ngram.fill(e.src_ids, tok.mask_id) for e in infill
         ],
     }
     scores = {name: token_scores(infill, ids, tok.mask_id) for name, ids in rows.items()}

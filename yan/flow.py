@@ -63,6 +63,9 @@ class FlowCond:
     source: torch.Tensor | None = None
 
 
+ENDPOINT_FLOOR = 0.05  # endpoint parameterisation: u = (x1_hat - z_t) / max(1 - t, this)
+
+
 @dataclass
 class FlowFeatures:
     """One trunk evaluation: what :meth:`LatentFlow.features` returns to the sampler."""
@@ -70,6 +73,9 @@ class FlowFeatures:
     h: torch.Tensor  # (B, L, d) final trunk state, input of the experts
     temb: torch.Tensor  # (B, d) time embedding
     pooled: torch.Tensor  # (B, m) pooled source
+    z: torch.Tensor | None = None  # (B, L, m) the state z_t it was evaluated at
+    t: torch.Tensor | None = None  # (B,) its time
+    anchor: torch.Tensor | None = None  # (B, L, m) what an endpoint expert predicts relative to
 
     def gate_input(self) -> torch.Tensor:
         """``[h, pooled source, time embedding]`` per token, ``(B, L, 2 d + m)``."""
@@ -215,7 +221,28 @@ class LatentFlow(nn.Module):
         for block, memory in zip(self.blocks, cond.memory):
             x = block(x, cond.tgt_pad, temb, memory)
         shift, scale = self.ada_out(temb).chunk(2, dim=-1)
-        return FlowFeatures(modulate(self.norm_out(x), shift, scale), temb, cond.pooled)
+        h = modulate(self.norm_out(x), shift, scale)
+        if self.cfg.flow_param == "velocity":
+            return FlowFeatures(h, temb, cond.pooled)
+        # endpoint experts predict x1 relative to the clean part of the start (the aligned
+        # source for a source start, 0 for noise): at initialisation a source start flows
+        # straight back to E(src), a noise start towards the latents' mean
+        anchor = cond.source if self.cfg.flow_start == "source" else None
+        return FlowFeatures(h, temb, cond.pooled, z, t, anchor)
+
+    def _velocity(self, out: torch.Tensor, feats: FlowFeatures, expert_axis: bool):
+        """Expert outputs -> velocities: as they are, or ``(anchor + out - z_t) / (1 - t)``
+        for the endpoint parameterisation (``1 - t`` floored at :data:`ENDPOINT_FLOOR`)."""
+        if self.cfg.flow_param == "velocity":
+            return out
+        assert feats.z is not None and feats.t is not None
+        z, anchor = feats.z, feats.anchor
+        if expert_axis:  # (B, L, K, m)
+            z = z.unsqueeze(2)
+            anchor = None if anchor is None else anchor.unsqueeze(2)
+        end = out if anchor is None else anchor + out
+        left = (1 - feats.t).clamp_min(ENDPOINT_FLOOR).to(out.dtype)
+        return (end - z) / left.view(-1, *([1] * (out.dim() - 1)))
 
     def log_pi(self, feats: FlowFeatures) -> torch.Tensor:
         """Gate log-probabilities ``(B, L, K)``."""
@@ -223,11 +250,11 @@ class LatentFlow(nn.Module):
 
     def fields(self, feats: FlowFeatures) -> torch.Tensor:
         """All expert velocities ``(B, L, K, m)``."""
-        return self.head.experts(feats.h)
+        return self._velocity(self.head.experts(feats.h), feats, expert_axis=True)
 
     def field(self, feats: FlowFeatures, idx: torch.Tensor) -> torch.Tensor:
         """The chosen expert's velocity per token ``(B, L, m)``; no other expert is computed."""
-        return self.head.expert(feats.h, idx)
+        return self._velocity(self.head.expert(feats.h, idx), feats, expert_axis=False)
 
 
 def aligned_source(

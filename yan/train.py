@@ -139,6 +139,7 @@ TRAINING_FIELDS = frozenset(
         "memory_positions",
         "flow_start",
         "start_noise",
+        "flow_param",
     }
 )
 # Run settings a --resume must share with the checkpoint to continue the same loss curve.

@@ -282,3 +282,21 @@ def test_cli_runs_learn(monkeypatch, tmp_path):
     assert called["cfg"].stage2_steps == LearnConfig.quick().stage2_steps
     assert called["cfg"].work == tmp_path and called["json"] == tmp_path / "r.json"
     assert torch.get_num_threads() >= 1
+
+
+def test_ngram_filler_backs_off_from_pair_to_left_neighbour_to_unigram():
+    from yan.bench.learn import NgramFiller
+
+    M = 99
+    ngram = NgramFiller([[1, 2, 3], [1, 2, 3], [1, 4, 5], [7, 7, 7, 7]])
+    assert ngram.top == 7
+    # both neighbours visible and seen as a pair: the token seen between them
+    assert ngram.fill([1, M, 5], M) == [1, 4, 5]
+    assert ngram.fill([1, M, 3], M) == [1, 2, 3]
+    # right neighbour masked or unseen pair: the most frequent successor of the left one
+    assert ngram.fill([1, M, M], M)[1] == 2
+    assert ngram.fill([1, M, 8], M)[1] == 2
+    # no visible left neighbour: the unigram token
+    assert ngram.fill([M, 2, 3], M) == [7, 2, 3]
+    with pytest.raises(ValueError, match="at least one"):
+        NgramFiller([])

@@ -306,3 +306,30 @@ def test_source_input_off_has_no_extra_parameters_and_ignores_it():
     assert flow.source_proj is None
     z_src, src_mask, z, tgt_mask = inputs(cfg)
     assert flow.condition(z_src, src_mask, tgt_mask).source is None
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_endpoint_experts_with_zero_output_flow_exactly_back_to_the_source(steps):
+    """u = (E(src) + r - z_t) / (1 - t): with r = 0 every Euler path ends at the aligned source."""
+    cfg, flow = make(flow_param="endpoint", flow_start="source", start_noise=0.7)
+    for p in flow.head.parameters():
+        torch.nn.init.zeros_(p)
+    z_src, src_mask, z, tgt_mask = inputs(cfg, tgt_lengths=(6, 4), src_lengths=(5, 2))
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    z0 = flow.start(cond, tuple(z.shape), z, torch.Generator().manual_seed(0))
+    out = sample(flow, z0, steps, cond=cond, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.z1, cond.source, atol=1e-5, rtol=0)
+
+
+def test_endpoint_fields_are_the_velocities_of_endpoint_predictions():
+    torch.manual_seed(0)
+    cfg, flow = make(flow_param="endpoint", flow_start="noise")
+    z_src, src_mask, z, tgt_mask = inputs(cfg)
+    t = torch.tensor([0.3, 0.99])
+    feats = flow.features(z, t, flow.condition(z_src, src_mask, tgt_mask))
+    ends = flow.head.experts(feats.h)  # noise start: predicted relative to 0
+    left = torch.tensor([0.7, 0.05]).view(2, 1, 1, 1)  # 1 - t, floored at 0.05
+    torch.testing.assert_close(flow.fields(feats), (ends - z.unsqueeze(2)) / left)
+    idx = torch.randint(0, cfg.K, z.shape[:2])
+    chosen = flow.fields(feats).gather(2, idx[..., None, None].expand(-1, -1, 1, z.shape[-1]))
+    torch.testing.assert_close(flow.field(feats, idx), chosen.squeeze(2))

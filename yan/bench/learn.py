@@ -10,7 +10,9 @@ benchmark scores what a model has to *learn*, next to what costs nothing:
 - models: YAN-TRF and YAN-M (stage 1 -> stage 2 -> classification fine-tune), the masked
   diffusion (LLaDA-style) and GPT-2-shaped autoregressive baselines of the same size, and the
   trivial references: ``copy-source`` (output the source), ``unigram`` (the most frequent
-  training token at every masked position, the source elsewhere), ``majority`` (the most
+  training token at every masked position, the source elsewhere), ``ngram`` (each masked token
+  from counts of its visible neighbours in the training text: what a count table learns from
+  the same data, :class:`NgramFiller`), ``majority`` (the most
   frequent label) and ``tfidf-logreg`` (scikit-learn TF-IDF + logistic regression);
 - budget: one tokenizer, the same data, ``max_len`` 64, batch size and learning rate for every
   model; a baseline trains for as many optimiser steps as YAN's two stages together (and the
@@ -59,6 +61,7 @@ MODELS = (
     "gpt2",
     "copy-source",
     "unigram",
+    "ngram",
     "majority",
     "tfidf-logreg",
 )
@@ -84,9 +87,9 @@ class LearnConfig:
         max_len, batch_size, lr, warmup: shared by every model.
         stage1_steps, stage2_steps: YAN's two stages; each baseline trains for their sum.
         mamba_stage2_steps: stage-2 steps of YAN-M when they must differ (``None``: the same).
-            On a CPU the pure-PyTorch selective scan makes a YAN-M stage-2 step ~6x a
-            YAN-TRF one (5 unrolled trunk evaluations of a sequential scan), so ``--quick``
-            gives YAN-M fewer; its records carry the steps it really had.
+            On a CPU the pure-PyTorch selective scan makes a YAN-M stage-2 step ~4x a
+            YAN-TRF one (5 unrolled trunk evaluations of a sequential scan); a shorter
+            budget for it is possible, and its records carry the steps it really had.
         finetune_steps: classification fine-tuning steps for every model.
         archs: YAN variants (``transformer``, ``mamba``).
         baselines: ``masked-diffusion`` and/or ``gpt2``.
@@ -126,7 +129,6 @@ class LearnConfig:
         return cls(
             stage1_steps=400,
             stage2_steps=100,
-            mamba_stage2_steps=30,
             finetune_steps=150,
             diffusion_T=(8,),
             eval_examples=100,
@@ -165,6 +167,49 @@ class LearnConfig:
 
 
 # ---- held-out examples per task -----------------------------------------------------------------
+class NgramFiller:
+    """The ``ngram`` reference: fill each masked token from counts of the training text.
+
+    A masked position whose left and right neighbours are both visible gets the token seen
+    most often between that pair; otherwise the most frequent successor of a visible left
+    neighbour; otherwise the unigram token. What a count table learns from the same training
+    text in a second: the room a trained model has above ``unigram``.
+    """
+
+    def __init__(self, texts: Sequence[Sequence[int]]) -> None:
+        self.unigram: Counter[int] = Counter()
+        self.left: dict[int, Counter[int]] = {}
+        self.pair: dict[tuple[int, int], Counter[int]] = {}
+        for ids in texts:
+            self.unigram.update(ids)
+            for i in range(1, len(ids)):
+                self.left.setdefault(ids[i - 1], Counter())[ids[i]] += 1
+                if i + 1 < len(ids):
+                    self.pair.setdefault((ids[i - 1], ids[i + 1]), Counter())[ids[i]] += 1
+        if not self.unigram:
+            raise ValueError("NgramFiller needs at least one training token")
+        self.top = self.unigram.most_common(1)[0][0]
+
+    def fill(self, src: Sequence[int], mask_id: int) -> list[int]:
+        """``src`` with every ``mask_id`` replaced by its n-gram guess."""
+
+        def visible(i: int) -> int | None:
+            return src[i] if 0 <= i < len(src) and src[i] != mask_id else None
+
+        out = list(src)
+        for i, token in enumerate(src):
+            if token != mask_id:
+                continue
+            left, right = visible(i - 1), visible(i + 1)
+            if left is not None and right is not None and (left, right) in self.pair:
+                out[i] = self.pair[left, right].most_common(1)[0][0]
+            elif left is not None and left in self.left:
+                out[i] = self.left[left].most_common(1)[0][0]
+            else:
+                out[i] = self.top
+        return out
+
+
 @dataclass
 class TaskData:
     """Held-out examples of every task, and what the references need from training.
@@ -175,6 +220,7 @@ class TaskData:
         train_texts, train_labels: the classification training split (TF-IDF, majority).
         label_choices: the distinct padded target ids of the classification training split,
             sorted: the closed set rank classification (``label_acc``) chooses from.
+        ngram: the n-gram reference fitted on the infilling training targets.
     """
 
     examples: dict[str, list[Example]]
@@ -182,6 +228,7 @@ class TaskData:
     train_texts: list[str]
     train_labels: list[str]
     label_choices: list[list[int]] = field(default_factory=list)
+    ngram: NgramFiller | None = None
 
 
 def last_word_examples(examples: Sequence[Example], mask_id: int, max_len: int) -> list[Example]:
@@ -215,7 +262,7 @@ def task_data(cfg: LearnConfig, tok: Any) -> TaskData:
     last = split(cfg.data, "last-word")["test"]
     classify = split(cfg.classify_data, "classify")
     test = infill["test"][:n]
-    counts = Counter(t for ex in infill["train"] for t in ex.tgt_ids)
+    ngram = NgramFiller([ex.tgt_ids for ex in infill["train"]])
     return TaskData(
         examples={
             "copy": [Example(list(e.tgt_ids), list(e.tgt_ids), e.meta) for e in test],
@@ -223,10 +270,11 @@ def task_data(cfg: LearnConfig, tok: Any) -> TaskData:
             "last-word": last_word_examples(last, tok.mask_id, cfg.max_len)[:n],
             "classify": classify["test"][:n],
         },
-        unigram_id=counts.most_common(1)[0][0],
+        unigram_id=ngram.top,
         train_texts=[tok.decode(e.src_ids) for e in classify["train"]],
         train_labels=[str(e.meta["target"]) for e in classify["train"]],
         label_choices=[list(c) for c in sorted({tuple(e.tgt_ids) for e in classify["train"]})],
+        ngram=ngram,
     )
 
 
@@ -302,7 +350,7 @@ def classify_scores(
 
 
 def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
-    """copy-source, unigram, majority and TF-IDF + logistic regression."""
+    """copy-source, unigram, ngram, majority and TF-IDF + logistic regression."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -311,8 +359,11 @@ def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
         examples = data.examples[task]
         sources = [list(e.src_ids) for e in examples]
         unigram = [[data.unigram_id if t == tok.mask_id else t for t in s] for s in sources]
-        for model, generated in (("copy-source", sources), ("unigram", unigram)):
-            if task == "copy" and model == "unigram":
+        fills = [("copy-source", sources), ("unigram", unigram)]
+        if data.ngram is not None:
+            fills.append(("ngram", [data.ngram.fill(s, tok.mask_id) for s in sources]))
+        for model, generated in fills:
+            if task == "copy" and model != "copy-source":
                 continue  # nothing is masked: identical to copy-source
             scores = score_task(task, examples, generated, tok)
             records += metric_records(task, model, scores, steps=0, seconds=0.0)
