@@ -136,9 +136,7 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         f"unigram ({tok.decode([unigram_id])!r} at every mask)": [
             [unigram_id if t == tok.mask_id else t for t in e.src_ids] for e in infill
         ],
-        "ngram (neighbour counts)": [
-            ngram.fill(e.src_ids, tok.mask_id) for e in infill
-        ],
+        "ngram (neighbour counts)": [ngram.fill(e.src_ids, tok.mask_id) for e in infill],
     }
     scores = {name: token_scores(infill, ids, tok.mask_id) for name, ids in rows.items()}
 

@@ -153,14 +153,15 @@ def test_mask_inputs_rates_padding_and_seeding():
 
 
 def test_stage1_masking_reads_masks_but_reconstructs_clean_text():
-    cfg = preset("tiny", stage1_mask_rate=0.9, latent_noise_std=0.0)
+    # equal CE weights here; masked_ce_weight has its own test below
+    cfg = preset("tiny", stage1_mask_rate=0.9, latent_noise_std=0.0, masked_ce_weight=1.0)
     enc, dec = Encoder(cfg), Decoder(cfg)
     ids = torch.randint(0, cfg.vocab_size - 2, (4, 12))
     mask = right_mask([12, 12, 7, 3], 12)
     g = torch.Generator().manual_seed(3)
     out = regularized_ae_loss(enc, dec, ids, mask, cfg, generator=g)
     g = torch.Generator().manual_seed(3)
-    corrupted = mask_inputs(ids, mask, 0.9, cfg.mask_id, g)
+    corrupted = mask_inputs(ids, mask, 0.9, cfg.mask_id, g, cfg.stage1_mask_span)
     assert (corrupted == cfg.mask_id).any()
     logits = dec(enc(corrupted, mask))[mask]
     torch.testing.assert_close(out.ce, torch.nn.functional.cross_entropy(logits, ids[mask]))

@@ -504,7 +504,7 @@ def test_keep_source_masked_diffusion_learns_infilling_fast():
 
     model = _keeping("masked-diffusion").train()
     train_baseline(
-        model, [batch(32) for _ in range(150)], 150, lr=3e-3, warmup_steps=10, progress=False
+        model, [batch(32) for _ in range(400)], 400, lr=3e-3, warmup_steps=10, progress=False
     )
     test = batch(64)
     out = model.generate(test.src, test.src_mask, 10)

@@ -101,7 +101,8 @@ def test_new_fields_are_validated(field, value, match):
 def test_configs_saved_before_the_deviations_load_with_the_paper_values():
     old = preset("tiny").to_dict()
     for key in ("stage1_mask_rate", "mmd_scale_bandwidths", "nll_reduction", "memory_positions",
-                "flow_start", "start_noise", "mask_id"):  # fmt: skip
+                "flow_start", "start_noise", "mask_id", "stage1_mask_span", "masked_ce_weight",
+                "source_input", "flow_param"):  # fmt: skip
         old.pop(key)
     cfg = YANConfig.from_dict(old)
     assert cfg == preset("tiny").paper_literal()
