@@ -603,7 +603,6 @@ def train_baseline_run(
     )
     if init is not None:
         model = load_baseline(init, device=cfg.device_name())
-        model.config.keep_source = task in ALIGNED_TASKS  # as YAN's start follows the task
     else:
         # GPT-2 reads [source, separator, target]; masked diffusion [source, target]
         max_len = 2 * cfg.max_len + (1 if name == "gpt2" else 0)
@@ -615,7 +614,9 @@ def train_baseline_run(
             mask_id=tok.mask_id,
             max_len=max_len,
         ).to(cfg.device_name())
-        model.config.keep_source = task in ALIGNED_TASKS
+    # aligned tasks keep the visible source tokens, as YAN's source start does (per task, so
+    # the classification fine-tune of an infilling model generates its whole target)
+    model.config.keep_source = task in ALIGNED_TASKS
     start = time.perf_counter()
     train_baseline(
         model, loaders["train"], steps, lr=cfg.lr, warmup_steps=cfg.warmup, progress=cfg.progress
