@@ -191,10 +191,15 @@ class YAN(nn.Module):
             z_src = self.encoder(batch.src, batch.src_mask)
             z1 = self.encoder(batch.tgt, batch.tgt_mask)
         cond = self.flow.condition(z_src, batch.src_mask, batch.tgt_mask)
-        # masked source positions (aligned tasks: target position l is source position l)
-        hidden = aligned_source(
-            (batch.src == self.config.mask_id).unsqueeze(-1).float(), batch.src_mask, batch.tgt_mask
-        ).squeeze(-1)
+        ce_weight = None
+        if self.config.masked_ce_weight != 1.0:
+            # masked source positions (aligned tasks: target position l is source position l)
+            hidden = aligned_source(
+                (batch.src == self.config.mask_id).unsqueeze(-1).float(),
+                batch.src_mask,
+                batch.tgt_mask,
+            ).squeeze(-1)
+            ce_weight = masked_weight(hidden > 0, self.config.masked_ce_weight)
         return latent_flow_loss(
             self.flow,
             self.decoder,
@@ -205,7 +210,7 @@ class YAN(nn.Module):
             self.config,
             length_head=self.length_head,
             generator=generator,
-            ce_weight=masked_weight(hidden > 0, self.config.masked_ce_weight),
+            ce_weight=ce_weight,
         )
 
     def stage_parameters(self, stage: int) -> list[nn.Parameter]:
