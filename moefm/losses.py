@@ -7,13 +7,18 @@ Shapes follow one convention: a leading batch shape ``(...)`` (e.g. ``(B,)`` for
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 
-from ._checks import check_experts, check_sigma
+from ._checks import check_experts, check_finite, check_float_tensor, check_sigma
 
 PAPER_BANDWIDTHS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Smallest sigma eq. (5) and eq. (12) accept: ||u - u*||^2 / (2 sigma^2) and its gradient
+# (u - u*) / sigma^2 stay far inside float32's range (3e38) for any distance below 1e13, and
+# 1e-4 already gives the sigma -> 0 hard assignment (Prop. A.5).
+MIN_SIGMA = 1e-6
 
 
 def _masked_mean(per_position: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -37,12 +42,20 @@ def vfm_loss(
         v_pred: predicted velocity ``(..., m)``.
         u_target: ``z1 - z0``, same shape.
         mask: optional boolean ``(...)``; ``False`` marks padding, excluded from the mean.
+
+    Raises ``ValueError`` for an empty batch (a mean over nothing is NaN) and
+    :class:`~moefm._checks.NonFiniteError` for a NaN/inf target (one reduction per call).
     """
+    check_float_tensor("v_pred", v_pred)
+    check_float_tensor("u_target", u_target)
     if v_pred.shape != u_target.shape:
         raise ValueError(
             f"v_pred and u_target must have the same shape, got {tuple(v_pred.shape)} "
             f"and {tuple(u_target.shape)}"
         )
+    if u_target.numel() == 0:
+        raise ValueError(f"empty batch: u_target has shape {tuple(u_target.shape)}")
+    check_finite("u_target", u_target)
     return _masked_mean((v_pred - u_target).pow(2).sum(-1), mask)
 
 
@@ -50,7 +63,11 @@ def _log_joint(
     u_experts: torch.Tensor, log_pi: torch.Tensor, u_target: torch.Tensor, sigma: float
 ) -> torch.Tensor:
     """``log pi_k - ||u_k - u*||^2 / (2 sigma^2)``, shape ``(..., K)``."""
+    for name, x in (("u_experts", u_experts), ("log_pi", log_pi), ("u_target", u_target)):
+        check_float_tensor(name, x)
     check_experts(u_experts, log_pi, u_target)
+    # the target is data (z1 - z0): a NaN there is a bad input, not a diverged model
+    check_finite("u_target", u_target)
     sq = (u_experts - u_target.unsqueeze(-2)).pow(2).sum(-1)
     return log_pi - sq / (2.0 * sigma**2)
 
@@ -67,19 +84,25 @@ def moefm_nll(
 
     ``-log sum_k pi_k exp(-||u_k - u*||^2 / (2 sigma^2))`` averaged over all leading positions
     (over unmasked ones when ``mask`` is given). Computed with ``logsumexp``, so it stays finite,
-    with finite gradients, for tiny sigma and for targets far from every expert: the gradient is
-    then carried by the nearest expert (the sigma -> 0 hard assignment of Prop. A.5).
+    with finite gradients, for tiny sigma (down to :data:`MIN_SIGMA` = 1e-6; smaller values are
+    refused, since the exponent itself overflows float32 there) and for targets far from every
+    expert: the gradient is then carried by the nearest expert (the sigma -> 0 hard assignment
+    of Prop. A.5).
 
     Args:
         u_experts: expert velocities ``(..., K, m)``.
         log_pi: gate log-probabilities ``(..., K)`` (log-softmax output).
         u_target: ``z1 - z0``, shape ``(..., m)``.
-        sigma: expert standard deviation (> 0); the paper uses 0.1.
+        sigma: expert standard deviation (>= 1e-6); the paper uses 0.1.
         mask: optional boolean ``(...)``; ``False`` marks padding.
         include_normalizer: add ``(m/2) log(2 pi sigma^2)`` so the value is the true
             Gaussian-mixture NLL of eq. (4). It does not change gradients.
+
+    Raises:
+        ValueError: bad shapes, an empty batch, sigma outside ``[MIN_SIGMA, inf)``.
+        NonFiniteError: ``u_target`` holds NaN or inf (one reduction per call).
     """
-    sigma = check_sigma(sigma)
+    sigma = check_sigma(sigma, MIN_SIGMA)
     nll = -torch.logsumexp(_log_joint(u_experts, log_pi, u_target, sigma), dim=-1)
     if include_normalizer:
         m = u_experts.shape[-1]
@@ -94,8 +117,9 @@ def responsibilities(
 
     Returns a ``(..., K)`` tensor on the simplex. As sigma -> 0 it becomes the hard nearest-expert
     assignment (Prop. A.5); as sigma -> inf it equals the routing ``pi`` (App. A.3.2).
+    ``sigma`` must be at least :data:`MIN_SIGMA`, as for :func:`moefm_nll`.
     """
-    sigma = check_sigma(sigma)
+    sigma = check_sigma(sigma, MIN_SIGMA)
     return torch.softmax(_log_joint(u_experts, log_pi, u_target, sigma), dim=-1)
 
 
@@ -114,6 +138,7 @@ def mmd2(
         x: samples from P, ``(n, d)`` with n >= 2.
         y: samples from Q, ``(n2, d)`` with n2 >= 2.
         bandwidths: kernel widths s in ``exp(-||x - x'||^2 / (2 s^2))``; the paper's set by default.
+            Each must be a finite number > 0 (a NaN width would make every kernel NaN).
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(
@@ -124,8 +149,11 @@ def mmd2(
         raise ValueError(
             f"the unbiased MMD needs at least 2 samples on each side, got {n} and {n2}"
         )
-    if not bandwidths or min(bandwidths) <= 0:
-        raise ValueError(f"bandwidths must be positive numbers, got {bandwidths!r}")
+    if not bandwidths or not all(
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0
+        for s in bandwidths
+    ):
+        raise ValueError(f"bandwidths must be finite numbers > 0, got {bandwidths!r}")
     kxx = _rbf_sum(x, x, bandwidths)
     kyy = _rbf_sum(y, y, bandwidths)
     kxy = _rbf_sum(x, y, bandwidths)

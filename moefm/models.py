@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ._checks import check_positive_int
+from ._checks import check_float_tensor, check_positive_int, match_dtype
 from .heads import MoEHead, MoEOutput
 
 
@@ -75,19 +75,36 @@ class MLPTrunk(nn.Module):
         self.out_dim = hidden
 
     def forward(
-        self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+        self, z: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if z.shape[-1] != self.dim:
+        """Features ``(..., hidden)`` of states ``z (B, ..., dim)`` at times ``t``.
+
+        ``t`` is a scalar, one time per sample ``(B,)``, or one per position ``z.shape[:-1]``.
+        Floating ``z`` is cast to the parameters' dtype (float64 in, float32 features out);
+        integer ``z`` is refused with a ``TypeError``.
+        """
+        z = match_dtype("z", z, self.net[0].weight)
+        if z.dim() < 1 or z.shape[-1] != self.dim:
             raise ValueError(f"z must have last dimension {self.dim}, got shape {tuple(z.shape)}")
-        t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
-        if t.dim() == 1 and z.dim() > 2:  # one time per sample, shared by its tokens
-            t = t.reshape(-1, *([1] * (z.dim() - 2)))
-        t = t.expand(z.shape[:-1])
+        t = torch.as_tensor(t, device=z.device)
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"t must hold real times in [0, 1], got {t.dtype}")
+        t = t.to(z.dtype)
+        lead = tuple(z.shape[:-1])
+        if t.dim() == 1 and z.dim() >= 2 and t.shape[0] == z.shape[0]:
+            t = t.reshape(-1, *([1] * (z.dim() - 2)))  # one time per sample, shared by its tokens
+        elif t.dim() != 0 and tuple(t.shape) != lead:
+            raise ValueError(
+                f"t must be a scalar, one time per sample (shape ({lead[0] if lead else 1},)) or "
+                f"one per position {lead}; got shape {tuple(t.shape)} for z of shape "
+                f"{tuple(z.shape)}"
+            )
+        t = t.expand(lead)
         parts = [z, time_embedding(t, self.time_dim).to(z.dtype)]
         if self.cond_dim:
             if cond is None or cond.shape[-1] != self.cond_dim:
                 raise ValueError(f"cond must be given with last dimension {self.cond_dim}")
-            parts.append(cond.to(z.dtype))
+            parts.append(check_float_tensor("cond", cond).to(z.dtype))
         return self.net(torch.cat(parts, dim=-1))
 
 
@@ -96,6 +113,10 @@ class FlowModel(nn.Module):
 
     With ``K = 1`` this is a plain VFM model. Any module with ``forward(z, t, cond) -> h`` and an
     ``out_dim`` attribute can serve as trunk.
+
+    Inputs follow :class:`MLPTrunk` and :class:`~moefm.heads.MoEHead`: floating-point tensors
+    are cast to the parameters' dtype, integer ones refused (``TypeError``), and ``t`` must
+    be a scalar or have ``z``'s batch size (``ValueError`` naming both shapes otherwise).
 
     Example:
         >>> model = FlowModel.mlp(dim=2, K=6)

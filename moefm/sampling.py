@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ._checks import check_choice, check_finite, check_positive_int
+from ._checks import check_choice, check_finite, check_float_tensor, check_positive_int
 from .models import MoEField
 
 SOLVERS = ("euler", "midpoint", "rk4", "dopri5")
@@ -122,6 +122,9 @@ def sample(
     Args:
         model: any :class:`~moefm.models.MoEField` (e.g. :class:`~moefm.models.FlowModel`).
         z0: initial noise ``(B, ..., m)``; the time passed to the model has shape ``(B,)``.
+            The state is integrated in ``z0``'s floating dtype (float64 noise gives float64
+            states; the model casts its inputs to its own dtype); integer ``z0`` is refused
+            with a ``TypeError``, since an integer state cannot move by ``dt * u``.
         steps: T, the number of solver steps (Euler: T field evaluations). For ``dopri5`` it is
             only the number of trajectory points to report.
         solver: ``euler``, ``midpoint``, ``rk4`` or the adaptive ``dopri5`` (needs torchdiffeq).
@@ -141,8 +144,11 @@ def sample(
     steps = check_positive_int("steps", steps)
     check_choice("solver", solver, SOLVERS)
     check_choice("routing", routing, ROUTINGS)
+    check_float_tensor("z0", z0)
     if z0.dim() < 2:
         raise ValueError(f"z0 must have shape (B, ..., m), got {tuple(z0.shape)}")
+    if z0.numel() == 0:
+        raise ValueError(f"empty batch: z0 has shape {tuple(z0.shape)}")
     check_finite("z0", z0)
     router = _Router(model, routing, generator)
     nfe = 0

@@ -14,6 +14,7 @@ reported ~200M (tying would give ~135M).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -100,7 +101,16 @@ class Decoder(nn.Module):
         chunked full logits for the 128k LLaMA-3 vocabulary on CPU). Ties go to the lowest id,
         as with ``argmax``. Sampling needs the full distribution and runs over chunks of
         ``chunk_tokens`` latents.
+
+        ``temperature`` must be a finite number >= 0: at ``inf`` every logit becomes 0 and the
+        "samples" would be uniform noise over the vocabulary.
         """
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or not 0 <= temperature < math.inf
+        ):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         h = self.hidden(z)
         if h.shape[0] == 0:
             return torch.zeros(0, dtype=torch.long, device=z.device)

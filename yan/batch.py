@@ -40,3 +40,15 @@ class Seq2SeqBatch:
     @property
     def num_tokens(self) -> int:
         return int(self.src_mask.sum() + self.tgt_mask.sum())
+
+
+def aligned_source_ids(
+    src: torch.Tensor, src_mask: torch.Tensor, width: int, mask_id: int
+) -> torch.Tensor:
+    """``(B, width)`` source ids at the target positions of an aligned task (copy, infilling:
+    target token ``l`` is source token ``l`` unless the source masked it): source token ``l``
+    at position ``l``, ``mask_id`` where the source is masked, padded or shorter."""
+    out = src.new_full((src.shape[0], width), mask_id)
+    n = min(width, src.shape[1])
+    out[:, :n] = torch.where(src_mask[:, :n], src[:, :n], mask_id)
+    return out

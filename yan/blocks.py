@@ -78,19 +78,33 @@ def _attend(
 
 
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention (no causal mask: YAN is non-autoregressive)."""
+    """Bidirectional multi-head self-attention (no causal mask: YAN is non-autoregressive),
+    plus, with ``conv_kernel > 0``, a depthwise convolution over positions
+    (``YANConfig.conv_kernel``: local mixing that attention would take long to learn)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, conv_kernel: int = 0
+    ) -> None:
         super().__init__()
         self.n_heads, self.head_dim, self.dropout = n_heads, d_model // n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
+        self.conv = (
+            nn.Conv1d(d_model, d_model, conv_kernel, padding=conv_kernel // 2, groups=d_model)
+            if conv_kernel
+            else None
+        )
 
     def forward(self, x: torch.Tensor, pad: Padding) -> torch.Tensor:
         b, length, _ = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
-        return self.out(_attend(q, k, v, pad, drop))
+        out = self.out(_attend(q, k, v, pad, drop))
+        if self.conv is None:
+            return out
+        # padding must not leak into the last real tokens' neighbourhood
+        h = x if pad.mask is None else x * pad.mask.unsqueeze(-1).to(x.dtype)
+        return out + self.conv(h.transpose(1, 2)).transpose(1, 2)
 
 
 class MemoryKV(NamedTuple):
@@ -172,7 +186,7 @@ class Block(nn.Module):
                 d, cfg.mamba_d_state, cfg.mamba_d_conv, cfg.mamba_expand
             )
         else:
-            self.mixer = SelfAttention(d, cfg.n_heads, cfg.dropout)
+            self.mixer = SelfAttention(d, cfg.n_heads, cfg.dropout, cfg.conv_kernel)
         self.cross = (
             CrossAttention(d, cfg.latent_dim, cfg.n_heads, cfg.dropout) if cross_attn else None
         )

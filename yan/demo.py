@@ -57,6 +57,7 @@ def _train_stage(ns: argparse.Namespace, stage: str, out: Path, init: Path | Non
             max_steps=ns.stage1_steps if stage == "1" else ns.stage2_steps,
             init=init,
             resume=True,
+            overwrite=True,  # a run cut short before its first checkpoint starts again
             batch_size=ns.batch_size,
             lr=ns.lr,
             warmup=ns.warmup,

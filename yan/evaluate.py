@@ -36,227 +36,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from yan import eval as yan_eval
+from yan.cli import exit_with_error
 from yan.data import collate, prepare
 from yan.data.splits import SPLITS
 from yan.data.tasks import Example
-from yan.run_state import RUN_FILE, STATE_FILE
-from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer
+from yan.loading import (  # noqa: F401  (re-exported: callers import them from here)
+    DEFAULT_TASK_OF_STAGE,
+    Checkpoint,
+    RunInfo,
+    check_task,
+    load_checkpoint,
+    read_run_info,
+)
+from yan.tokenizer import YanTokenizer
 
 EVAL_TASKS = yan_eval.TASKS  # infill, last-word, qa, classify
-DEFAULT_TASK_OF_STAGE = {"1": "pretrain", "2": "infill"}
-
-
-# ---- checkpoints ---------------------------------------------------------------------------
-@dataclass
-class RunInfo:
-    """What the training run recorded about a checkpoint (``None`` where nothing was recorded).
-
-    Attributes:
-        task: the framing the model was trained on (``pretrain`` for a stage-1 autoencoder).
-        stage: ``"1"``, ``"2"`` or ``"finetune"``.
-        data: the training data (corpus name or path).
-        max_len: the token length the data was framed with.
-        seed: the seed of the 90/5/5 split.
-    """
-
-    task: str | None = None
-    stage: str | None = None
-    data: str | None = None
-    max_len: int | None = None
-    seed: int | None = None
-
-
-def read_run_info(folder: str | Path) -> RunInfo:
-    """Training metadata of a checkpoint folder; empty when it has none.
-
-    A training output folder has ``run.json`` (the arguments) and ``checkpoints/step-N/
-    trainer_state.json`` (the resolved settings, preferred); a ``step-N`` folder has the latter.
-    """
-    folder = Path(folder)
-    run: dict[str, Any] = {}
-    if (folder / RUN_FILE).is_file():
-        run.update(_read_json(folder / RUN_FILE))
-    states = sorted((folder / "checkpoints").glob(f"step-*/{STATE_FILE}"))
-    state_path = folder / STATE_FILE if (folder / STATE_FILE).is_file() else None
-    if state_path is None and states:
-        state_path = states[-1]
-    if state_path is not None:
-        run.update(
-            {k: v for k, v in _read_json(state_path).get("run", {}).items() if v is not None}
-        )
-    if not run:
-        return RunInfo()
-    stage = None if run.get("stage") is None else str(run["stage"])
-    max_len, seed = run.get("max_len"), run.get("seed")
-    return RunInfo(
-        task=run.get("task") or DEFAULT_TASK_OF_STAGE.get(stage or ""),
-        stage=stage,
-        data=run.get("data"),
-        max_len=int(max_len) if max_len is not None else None,
-        seed=int(seed) if seed is not None else None,
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
-
-
-@dataclass
-class Checkpoint:
-    """A model ready to evaluate, with its tokenizer and training metadata.
-
-    Attributes:
-        model: a :class:`yan.model.YAN` or a :class:`yan.baselines.Baseline`, in eval mode.
-        tokenizer: the tokenizer its ids belong to.
-        kind: ``"yan"`` or the baseline's name.
-        info: the training run's metadata.
-        path: the folder it was loaded from.
-    """
-
-    model: nn.Module
-    tokenizer: YanTokenizer
-    kind: str
-    info: RunInfo
-    path: Path
-
-    @property
-    def uses_steps(self) -> bool:
-        """Whether generation takes a number of steps T (YAN, masked diffusion)."""
-        return self.kind in ("yan", "masked-diffusion")
-
-    @property
-    def max_len(self) -> int:
-        """Longest source or target the model takes (its own limit, before any data setting)."""
-        cfg = self.model.config
-        if self.kind == "yan":
-            return cfg.max_len
-        # BART reads [sep, source]; GPT-2 [source, sep, target]; masked diffusion [source, target]
-        return {"bart": cfg.max_len - 1, "gpt2": (cfg.max_len - 1) // 2}.get(
-            self.kind, cfg.max_len // 2
-        )
-
-
-def _tokenizer_label(tok: YanTokenizer) -> set[str]:
-    return {tok.name, tok.source}
-
-
-def _check_tokenizer(tok: YanTokenizer, vocab_size: int, label: str | None, where: str) -> None:
-    if tok.vocab_size != vocab_size:
-        raise ValueError(
-            f"tokenizer {tok.name!r} has {tok.vocab_size} ids but the checkpoint {where} was "
-            f"built for {vocab_size}: they do not belong together"
-        )
-    if label is not None and label not in _tokenizer_label(tok):
-        raise ValueError(
-            f"the checkpoint {where} was trained with tokenizer {label!r}, not {tok.name!r}"
-        )
-
-
-def load_checkpoint(
-    path: str | Path,
-    *,
-    baseline: str | None = None,
-    tokenizer: str | Path | None = None,
-    device: str | torch.device = "cpu",
-) -> Checkpoint:
-    """Load a YAN checkpoint, or a baseline one with ``baseline=NAME``, for evaluation.
-
-    Args:
-        path: the checkpoint folder.
-        baseline: ``gpt2``, ``bart`` or ``masked-diffusion`` for a :func:`save_baseline` folder.
-        tokenizer: a tokenizer name or folder; required for a baseline folder without tokenizer
-            files, otherwise it must be the checkpoint's own (same fingerprint).
-        device: where the model runs.
-
-    Raises:
-        FileNotFoundError: the folder or its weights/config are missing.
-        ValueError: the tokenizer does not match the checkpoint, or the baseline kind differs.
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--checkpoint folder not found: {folder}")
-    own = YanTokenizer.load(folder) if (folder / META_FILE).is_file() else None
-    given = get_tokenizer(tokenizer) if tokenizer is not None else None
-    if own is not None and given is not None and own.fingerprint != given.fingerprint:
-        raise ValueError(
-            f"--tokenizer {tokenizer} is not the tokenizer saved with the checkpoint {folder} "
-            f"({own!r}); drop --tokenizer"
-        )
-    tok = own or given
-    info = read_run_info(folder)
-    if baseline is None:
-        from yan.checkpoint import load_config
-        from yan.model import YAN
-
-        config = load_config(folder)
-        if tok is None:
-            if config.tokenizer in ("llama3", "gpt2"):
-                tok = get_tokenizer(config.tokenizer)
-            else:
-                raise FileNotFoundError(
-                    f"checkpoint {folder} has no tokenizer files ({META_FILE}) and its tokenizer "
-                    f"{config.tokenizer!r} cannot be rebuilt by name: pass --tokenizer"
-                )
-        _check_tokenizer(tok, config.vocab_size, config.tokenizer, str(folder))
-        model: nn.Module = YAN.from_pretrained(folder, device=device)
-        return Checkpoint(model.eval(), tok, "yan", info, folder)
-
-    from yan.baselines import BASELINES, load_baseline
-
-    if baseline not in BASELINES:
-        raise ValueError(f"unknown --baseline {baseline!r}; expected one of {BASELINES}")
-    config_path = folder / "config.json"
-    if config_path.is_file():
-        saved = _read_json(config_path).get("name")
-        if saved is None:
-            raise ValueError(
-                f"checkpoint {folder} is not a baseline checkpoint (its config.json names no "
-                "baseline): drop --baseline to evaluate a YAN checkpoint"
-            )
-        if saved != baseline:
-            raise ValueError(
-                f"checkpoint {folder} holds a {saved!r} model, not --baseline {baseline!r}"
-            )
-    model = load_baseline(folder, device=str(device))
-    if tok is None:
-        raise ValueError(
-            f"baseline checkpoint {folder} has no tokenizer files: pass --tokenizer (the name or "
-            "folder of the tokenizer it was trained with)"
-        )
-    cfg = model.config
-    _check_tokenizer(tok, cfg.vocab_size, None, str(folder))
-    if (cfg.pad_id, cfg.mask_id) != (tok.pad_id, tok.mask_id):
-        raise ValueError(
-            f"baseline {folder} uses pad/mask ids {cfg.pad_id}/{cfg.mask_id}, the tokenizer "
-            f"{tok.pad_id}/{tok.mask_id}: not the tokenizer it was trained with"
-        )
-    return Checkpoint(model, tok, baseline, info, folder)
-
-
-def check_task(ckpt: Checkpoint, task: str) -> None:
-    """Raise ``ValueError`` for an unknown task or one the checkpoint was not trained for."""
-    if task not in EVAL_TASKS:
-        raise ValueError(f"unknown --task {task!r}; expected one of {', '.join(EVAL_TASKS)}")
-    trained = ckpt.info.task
-    if trained == "pretrain":
-        raise ValueError(
-            f"checkpoint {ckpt.path} is a stage-1 autoencoder (task 'pretrain'): its latent flow "
-            "is untrained; evaluate a stage-2 or fine-tuned checkpoint"
-        )
-    if trained is not None and trained != task:
-        raise ValueError(
-            f"checkpoint {ckpt.path} was trained for task {trained!r}, not --task {task!r}; "
-            f"fine-tune it first (yan train --stage finetune --task {task} --init {ckpt.path})"
-        )
 
 
 # ---- data, generation, scoring -------------------------------------------------------------
@@ -316,13 +112,16 @@ def generate_ids(
     seed: int = 0,
     batch_size: int = 32,
     routing: str = "frozen",
+    keep_visible: bool = False,
 ) -> Generations:
     """Oracle-length greedy generation for every example, in batches.
 
     ``steps``: YAN's Euler steps T (required), masked diffusion's denoising steps (``None``:
     one token per step; a T above a batch's longest target is clamped to it); ignored by the
     autoregressive baselines. YAN's noise is seeded by ``seed`` and the batch index, and its
-    experts are routed by ``routing`` (see :meth:`yan.model.YAN.generate`).
+    experts are routed by ``routing`` and ``keep_visible`` clamps the visible source tokens of
+    aligned tasks (see :meth:`yan.model.YAN.generate`; the baselines' counterpart is their
+    ``keep_source`` config field).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -344,6 +143,7 @@ def generate_ids(
                 routing=routing,
                 seed=seed + n,
                 pad_id=pad,
+                keep_visible=keep_visible,
             ).tokens
         elif ckpt.kind == "masked-diffusion":
             width = int(lengths.max())
@@ -609,8 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     try:
         return evaluate_checkpoint(args)
     except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
-        raise  # unreachable: parser.error exits
+        exit_with_error(parser.prog, err)
 
 
 if __name__ == "__main__":

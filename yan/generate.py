@@ -16,6 +16,10 @@ and without it the model's length head predicts one per input.
 Generation is the paper's (sec. 4, C.3): z0 ~ N(0, I) for every target token, one expert per
 token drawn at t = 0 (frozen routing), ``--steps`` Euler steps, all tokens decoded in parallel
 (greedy). ``--num-samples N`` draws N samples per input (different z0 and experts).
+
+The checkpoint is checked as ``yan eval`` checks it (:mod:`yan.loading`): a stage-1
+autoencoder, a model trained for another task, or a tokenizer that is not the checkpoint's own
+is an error, not a run that prints garbage.
 """
 
 from __future__ import annotations
@@ -30,33 +34,36 @@ from typing import Any
 
 import torch
 
+from yan import loading
+from yan.cli import exit_with_error
 from yan.distributed import DEVICES, pick_device
 from yan.model import YAN
-from yan.tokenizer import META_FILE, YanTokenizer
+from yan.tokenizer import YanTokenizer
 
-TASKS = ("infill", "last-word", "qa", "classify")
+TASKS = loading.TASKS
 # Where a too-long source is cut: keep the end next to the question / the missing word.
 KEEP_END = ("qa", "last-word")
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    task: str | None = None,
+    tokenizer: str | Path | None = None,
 ) -> tuple[YAN, YanTokenizer]:
-    """Model and tokenizer of a training output folder (or any ``save_pretrained`` folder)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--checkpoint folder not found: {folder}")
-    if not (folder / META_FILE).is_file():
-        raise FileNotFoundError(
-            f"--checkpoint {folder} has no tokenizer files ({META_FILE}): not a YAN checkpoint"
-        )
-    model = YAN.from_pretrained(folder, device=device)
-    tok = YanTokenizer.load(folder)
-    if tok.vocab_size != model.config.vocab_size:
-        raise ValueError(
-            f"{folder}: tokenizer has {tok.vocab_size} ids but the model {model.config.vocab_size}"
-        )
-    return model, tok
+    """Model and tokenizer of a training output folder (or any ``save_pretrained`` folder).
+
+    The checks are ``yan eval``'s (:func:`yan.loading.load_checkpoint`): the tokenizer must be
+    the checkpoint's own, and with ``task`` the checkpoint must have been trained for it
+    (:func:`yan.loading.check_task`; a stage-1 autoencoder is refused for every task).
+    ``tokenizer`` is needed only for a folder without tokenizer files.
+    """
+    ckpt = loading.load_checkpoint(path, tokenizer=tokenizer, device=device)
+    if task is not None:
+        loading.check_task(ckpt, task)
+    assert isinstance(ckpt.model, YAN)  # no baseline= given: always a YAN
+    return ckpt.model, ckpt.tokenizer
 
 
 def encode_sources(
@@ -113,12 +120,14 @@ def generate_texts(
     ``infill`` also ``filled`` (the source with each ``<|mask|>`` replaced by the generated
     token at its position; visible tokens kept verbatim).
 
-    Results are a deterministic function of ``seed`` and ``batch_size``.
+    Results are a deterministic function of ``seed`` and ``batch_size``. ``temperature`` 0
+    decodes greedily; a finite value > 0 samples (checked by the decoder).
     """
-    if num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"--seed must be an integer, got {seed!r}")
     if not texts:
         raise ValueError("no inputs to generate from")
     if task == "infill" and length is not None:
@@ -173,7 +182,10 @@ def read_inputs(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--input file not found: {path}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--input {path} is not UTF-8 text ({err}); convert it to UTF-8") from None
     items: list[dict[str, Any]] = []
     jsonl = path.suffix.lower() in (".jsonl", ".json")
     for n, line in enumerate(lines, 1):
@@ -197,6 +209,11 @@ def read_inputs(path: str | Path) -> list[dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yan generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="training output folder")
+    p.add_argument(
+        "--tokenizer",
+        help="tokenizer name or folder, for a checkpoint without tokenizer files (otherwise it "
+        "must be the checkpoint's own)",
+    )
     p.add_argument("--task", required=True, choices=TASKS)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="one input text (infill: one <|mask|> per missing token)")
@@ -221,7 +238,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         items = [{"text": ns.text}] if ns.text is not None else read_inputs(ns.input)
-        model, tok = load_checkpoint(ns.checkpoint, pick_device(ns.device))
+        model, tok = load_checkpoint(
+            ns.checkpoint, pick_device(ns.device), task=ns.task, tokenizer=ns.tokenizer
+        )
         records = generate_texts(
             model,
             tok,
@@ -238,7 +257,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             temperature=ns.temperature,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
-        parser.error(str(err))
+        exit_with_error(parser.prog, err)
     per_input = ns.num_samples
     for n, rec in enumerate(records):
         extra = {k: v for k, v in items[n // per_input].items() if k != "text"}

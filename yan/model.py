@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from torch import nn
 from moefm.sampling import ROUTINGS, SOLVERS, SampleResult, sample
 
 from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regularized_ae_loss
-from .batch import Seq2SeqBatch
+from .batch import Seq2SeqBatch, aligned_source_ids
 from .config import PRESETS, YANConfig, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
 
@@ -283,6 +284,7 @@ class YAN(nn.Module):
         seed: int | None = None,
         temperature: float = 0.0,
         pad_id: int = 0,
+        keep_visible: bool = False,
     ) -> Generation:
         """Generate target token ids for right-padded sources, all tokens in parallel.
 
@@ -298,6 +300,12 @@ class YAN(nn.Module):
             seed: seeds z0, the expert draws and sampling; ``None`` uses the global RNG.
             temperature: 0 decodes greedily (argmax, the paper's); > 0 samples tokens.
             pad_id: id written at padded target positions.
+            keep_visible: for aligned tasks (copy, infilling: target token ``l`` is source
+                token ``l`` unless the source masks it) output every visible source token as
+                it is and the model's tokens only at ``<|mask|>`` positions (and past the
+                source). This is clamped infilling, the decoding the masked-diffusion and
+                autoregressive baselines use for these tasks (``BaselineConfig.keep_source``);
+                ``False`` (default, the paper's) returns the model's own output everywhere.
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -305,17 +313,23 @@ class YAN(nn.Module):
             raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
         if routing not in ROUTINGS:
             raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not (temperature >= 0 and math.isfinite(temperature)):
+            # checked before the flow runs, not by the decoder after it
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         src, src_mask = self._check_sources(src, src_mask)
         was_training = self.training
         self.eval()  # no dropout: generation is a deterministic function of the seed
         try:
-            return self._generate(
+            out = self._generate(
                 src, src_mask, tgt_len, steps, solver, routing, seed, temperature, pad_id
             )
         finally:
             self.train(was_training)
+        if keep_visible:
+            kept = aligned_source_ids(src, src_mask, out.tokens.shape[1], self.config.mask_id)
+            keep = (kept != self.config.mask_id) & out.mask
+            out.tokens = torch.where(keep, kept.to(out.tokens.device), out.tokens)
+        return out
 
     def _generate(
         self,

@@ -1,6 +1,7 @@
 """Render the loss curves of a training run: ``yan plot-run DIR [--out PNG]``.
 
-Reads ``DIR/metrics.jsonl`` (written by :mod:`yan.train`) and draws, against the optimiser step:
+Reads ``DIR/metrics.jsonl`` (written by :mod:`yan.train`; a line cut short by a crash is skipped
+with a warning) and draws, against the optimiser step:
 the total training loss and each of its parts (stage 1: CE, MMD, scale of eq. 8; stage 2:
 MoE-FM NLL, CE, length of eq. 11) with the validation loss on top, and the training / validation
 token accuracies in a second panel. The default output is ``DIR/loss.png``.
@@ -63,7 +64,13 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    pairs = [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
+    """(steps, values) of ``key``; records without a step or a number there are left out (a
+    damaged line of ``metrics.jsonl`` is already skipped by ``read_metrics``, with a warning)."""
+    pairs = [
+        (r["step"], float(r[key]))
+        for r in rows
+        if isinstance(r.get(key), (int, float)) and isinstance(r.get("step"), int)
+    ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 

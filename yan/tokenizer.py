@@ -28,9 +28,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
+import numbers
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -237,27 +239,42 @@ class YanTokenizer:
         if isinstance(self._backend, _HFBackend) and self.name not in KNOWN_TOKENIZERS:
             self._backend.tok.save(str(folder / BPE_FILE))
             meta["file"] = BPE_FILE
+        # lets load() notice a tokenizer.json that is not the one saved with this file
+        meta["fingerprint"] = self.fingerprint
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, folder: str | Path) -> YanTokenizer:
-        """Rebuild a tokenizer from a folder written by :meth:`save` (offline)."""
+        """Rebuild a tokenizer from a folder written by :meth:`save` (offline).
+
+        Raises:
+            FileNotFoundError: no ``yan_tokenizer.json``, or the ``tokenizer.json`` it names.
+            ValueError: either file is unreadable (truncated, not JSON, missing fields), or
+                the tokenizer rebuilt does not match the vocabulary size or fingerprint
+                recorded at save time (files from two different tokenizers).
+        """
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(
                 f"no {META_FILE} in {folder}: not a folder written by YanTokenizer.save"
             )
-        meta = json.loads(meta_path.read_text())
+        meta = _read_meta(meta_path)
         name = meta["name"]
         if "file" in meta:
             tokenizers = _require("tokenizers", "tokenizers")
-            tok_file = folder / meta["file"]
+            tok_file = folder / str(meta["file"])
             if not tok_file.is_file():
                 raise FileNotFoundError(f"{tok_file} is missing (written by YanTokenizer.save)")
-            out = cls(
-                name, _HFBackend(tokenizers.Tokenizer.from_file(str(tok_file))), meta["source"]
-            )
+            try:
+                backend = tokenizers.Tokenizer.from_file(str(tok_file))
+            except Exception as err:  # the Rust library raises a bare Exception
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise ValueError(
+                    f"{tok_file} is not a readable tokenizer file ({reason}); it may be "
+                    "truncated: copy it again from the folder it was saved to"
+                ) from None
+            out = cls(name, _HFBackend(backend), str(meta.get("source", name)))
         elif name in KNOWN_TOKENIZERS:
             out = get_tokenizer(name)
         else:
@@ -266,6 +283,13 @@ class YanTokenizer:
             raise ValueError(
                 f"{meta_path}: saved vocab_size {meta['vocab_size']} but the loaded tokenizer "
                 f"has {out.vocab_size}"
+            )
+        saved = meta.get("fingerprint")  # absent in folders saved before it was recorded
+        if saved is not None and saved != out.fingerprint:
+            raise ValueError(
+                f"the tokenizer in {folder} is not the one {META_FILE} was saved with "
+                f"(fingerprint {out.fingerprint}, recorded {saved}): its files come from two "
+                "different tokenizers"
             )
         return out
 
@@ -294,13 +318,49 @@ class YanTokenizer:
         return cls("bpe", _HFBackend(bpe._tokenizer), source="trained")
 
     # ---- identity ---------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """A short hash that changes whenever the id mapping could change (for data caches)."""
+        """A short hash that changes whenever the id mapping could change.
+
+        Keys data caches and tells a checkpoint's own tokenizer from a foreign one of the same
+        size. It hashes the vocabulary, merges and added tokens in a canonical form, not the
+        serialised file, so it stays the same across ``tokenizers`` versions that write the
+        same tokenizer differently (e.g. merges as ``"a b"`` or ``["a", "b"]``).
+        """
         h = hashlib.sha256(f"{self.name}|{self.source}|{self.vocab_size}".encode())
         if isinstance(self._backend, _HFBackend) and self.name not in KNOWN_TOKENIZERS:
-            h.update(self._backend.tok.to_str().encode())
+            h.update(_canonical_content(self._backend.tok.to_str()).encode())
         return h.hexdigest()[:16]
+
+
+def _canonical_content(serialised: str) -> str:
+    """The parts of a ``tokenizers`` JSON that fix the id mapping, in a stable layout."""
+    data = json.loads(serialised)
+    model = data.get("model") or {}
+    vocab = model.get("vocab")
+    if isinstance(vocab, dict):  # BPE / WordPiece: token -> id
+        vocab = sorted((int(i), str(t)) for t, i in vocab.items())
+    elif isinstance(vocab, list):  # Unigram: [token, score] in id order
+        vocab = [[str(t), round(float(score), 6)] for t, score in vocab]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    added = sorted((int(t["id"]), str(t["content"])) for t in data.get("added_tokens") or [])
+    return json.dumps([model.get("type"), vocab, merges, added], ensure_ascii=False)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``yan_tokenizer.json`` with the fields :meth:`YanTokenizer.load` needs."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); it may be truncated") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    for key, kind in (("name", str), ("vocab_size", int)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise ValueError(
+                f"{path}: field {key!r} must be a {kind.__name__}, got {meta.get(key)!r}"
+            )
+    return meta
 
 
 def get_tokenizer(name_or_path: str | Path, **kw: Any) -> YanTokenizer:
@@ -346,6 +406,7 @@ def pad_batch(
     """
     if len(seqs) == 0:
         raise ValueError("pad_batch: got no sequences")
+    check_pad_id(pad_id)
     longest = max(len(s) for s in seqs)
     width = longest if max_len is None else max_len
     if longest > width:
@@ -357,3 +418,13 @@ def pad_batch(
             ids[row, : len(s)] = torch.as_tensor(s, dtype=torch.long)
             mask[row, : len(s)] = True
     return ids, mask
+
+
+def check_pad_id(pad_id: Any, vocab_size: int | None = None) -> int:
+    """A padding id must be a real id: a negative one makes the padded batch index out of range
+    in every embedding, or decode as garbage."""
+    if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or pad_id < 0:
+        raise ValueError(f"pad_id must be an integer id >= 0, got {pad_id!r}")
+    if vocab_size is not None and pad_id >= vocab_size:
+        raise ValueError(f"pad_id={pad_id} is outside the vocabulary [0, {vocab_size})")
+    return int(pad_id)

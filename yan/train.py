@@ -26,15 +26,23 @@ processes and accumulation steps), so the paper's 32 stays 32 on any number of G
 Output folder ``--out DIR``::
 
     DIR/model.safetensors, config.json, tokenizer files   latest weights: YAN.from_pretrained(DIR)
+    DIR/checksums.json                                     sha256 of the exported files
     DIR/checkpoints/step-XXXXXXXX/                         full resumable checkpoint (also
         model.safetensors, config.json, tokenizer files    loadable with from_pretrained)
         optimizer.pt          AdamW state (plain tensors; torch.load(weights_only=True))
         trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
+        checksums.json        sha256 and size of every file above, verified on load and resume
     DIR/metrics.jsonl         one JSON object per logged step (train) and per validation
     DIR/run.json              the arguments of the last invocation
+    DIR/.train.lock           while a run is training: its pid, host and start time
 
-A checkpoint folder appears only complete (written under a hidden name, then renamed), so a
-crash during a save leaves the previous one in place; ``--resume`` picks the newest.
+One run owns ``DIR`` at a time: a second ``yan train`` on it stops with an error naming the
+owner; a lock left by a killed run on this host is taken over with a warning. A checkpoint
+folder appears only complete (written under a hidden name, then renamed), so a crash during a
+save leaves the previous one in place; ``--resume`` picks the newest one whose checksums verify,
+setting newer damaged ones aside as ``checkpoints/damaged-step-N`` with a warning (two are kept
+by default, so there is one to fall back on). A run never starts again from step 0 over an
+existing metrics history unless ``--overwrite`` says so. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import random
 import sys
 import tempfile
@@ -66,7 +75,8 @@ from tqdm.auto import tqdm
 
 from yan import data as yan_data
 from yan.batch import Seq2SeqBatch
-from yan.checkpoint import CONFIG_NAME, load_config
+from yan.checkpoint import CONFIG_NAME, load_config, load_pretrained
+from yan.cli import exit_with_error
 from yan.config import PAPER_LITERAL, PRESETS, YANConfig, preset
 from yan.data.hub import HUB_CORPORA
 from yan.data.tasks import InfillConfig, sample_mask_positions
@@ -92,20 +102,28 @@ from yan.optim import (
     warmup_constant,
 )
 from yan.run_state import (
+    DAMAGED_PREFIX,
     METRICS_FILE,
     OPTIMIZER_FILE,
     RUN_FILE,
+    STATE_FILE,
     STATE_FORMAT,
     MetricsLog,
+    RunLock,
     atomic_write_text,
     check_resume,
+    checkpoint_dirs,
     clean_staging,
+    clear_run,
     json_value,
     latest_checkpoint,
+    metrics_history,
     rank_seed,
     read_state,
+    resumable_checkpoint,
     rng_state,
     save_checkpoint,
+    set_aside,
     set_rng_state,
 )
 from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer, get_tokenizer
@@ -178,7 +196,7 @@ class TrainArgs:
     eval_steps: int = 4
     save_every: int = 1000
     log_every: int = 10
-    keep_checkpoints: int = 1
+    keep_checkpoints: int = 2
     overrides: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
     sample_by: str = "line"
@@ -189,6 +207,8 @@ class TrainArgs:
     progress: bool = True
     cache_dir: str | None = None
     debug_rank_dump: Path | None = None
+    overwrite: bool = False
+    allow_stage1_over_flow: bool = False
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -241,8 +261,12 @@ def _check_args(args: TrainArgs) -> None:
         raise ValueError(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
-    if not args.grad_clip > 0:
-        raise ValueError(f"--grad-clip must be > 0, got {args.grad_clip}")
+    if not (args.grad_clip > 0 and math.isfinite(args.grad_clip)):
+        raise ValueError(f"--grad-clip must be a finite number > 0, got {args.grad_clip}")
+    if not (args.weight_decay >= 0 and math.isfinite(args.weight_decay)):
+        raise ValueError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
+    if isinstance(args.seed, bool) or not isinstance(args.seed, int):
+        raise ValueError(f"--seed must be an integer, got {args.seed!r}")
     if args.max_len is not None and args.max_len < 2:
         raise ValueError(f"--max-len must be >= 2, got {args.max_len}")
     if args.device not in DEVICES:
@@ -651,7 +675,9 @@ def evaluate(
 
 
 # ---- the run --------------------------------------------------------------------------------
-def _run_settings(args: TrainArgs, env: DistEnv, max_len: int, lr: float) -> dict[str, Any]:
+def _run_settings(
+    args: TrainArgs, env: DistEnv, max_len: int, lr: float, tokenizer_fingerprint: str
+) -> dict[str, Any]:
     data = args.data
     if Path(data).expanduser().exists():
         data = str(Path(data).expanduser().resolve())
@@ -670,27 +696,104 @@ def _run_settings(args: TrainArgs, env: DistEnv, max_len: int, lr: float) -> dic
         "lr": lr,
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
+        # not a resume key: `yan generate` / `yan eval` compare it with the tokenizer in use
+        "tokenizer_fingerprint": tokenizer_fingerprint,
         "init": str(args.init) if args.init is not None else None,
+        # the lineage of the weights, for a later stage-1 --init (see stage1_over_flow)
+        "flow_trained": args.stage != "1"
+        or (args.init is not None and stage1_over_flow(args.init) is not None),
     }
 
 
-def _prepare_out(args: TrainArgs) -> Path | None:
-    """The checkpoint to resume from, after checking ``--out`` may be (re)used."""
-    latest = latest_checkpoint(args.out)
+@dataclass
+class OutPlan:
+    """What :func:`_prepare_out` decided for ``--out``; carried out only when training starts
+    (:meth:`Trainer._start_files`), so a run refused later (a resume with other arguments, bad
+    data) leaves the folder as it was."""
+
+    resume_from: Path | None = None
+    damaged: list[tuple[Path, str]] = field(default_factory=list)  # newer than resume_from
+    clear: bool = False  # --overwrite: delete the previous run's files first
+
+
+def _prepare_out(args: TrainArgs) -> OutPlan:
+    """The checkpoint to resume from, after checking ``--out`` may be (re)used (rank 0, under
+    the run lock).
+
+    ``--resume`` takes the newest checkpoint that verifies; newer damaged ones are named in a
+    warning and will be set aside (``checkpoints/damaged-step-N``), so that the resumed run can
+    save those steps again. Starting from step 0 over a run's history (its metrics or
+    checkpoints) needs ``--overwrite``, which deletes them first: a history silently replaced
+    by a new run's is lost work that no banner line makes up for.
+    """
+    out = args.out
     if args.resume:
-        return latest
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} exists and is not a folder")
+        found, damaged = resumable_checkpoint(out)
+        if found is not None:
+            for folder, problem in damaged:
+                warnings.warn(
+                    f"--resume: skipping {folder.name}: {problem}; it is set aside as "
+                    f"{DAMAGED_PREFIX}{folder.name}, resuming from {found.name}",
+                    stacklevel=2,
+                )
+            return OutPlan(found, damaged)
+        last = metrics_history(out)
+        if damaged or last is not None:
+            what = (
+                "no usable checkpoint (" + "; ".join(f"{f.name}: {why}" for f, why in damaged) + ")"
+                if damaged
+                else f"a metrics history up to step {last} but no checkpoint"
+            )
+            if not args.overwrite:
+                raise ValueError(
+                    f"--resume: {out} has {what}; nothing was changed. Pass --overwrite to "
+                    "start again from step 0 (this deletes the run's checkpoints and metrics), "
+                    "or choose another --out"
+                )
+            return OutPlan(clear=True)
+        return OutPlan()
     # files a starting run writes before its first step may be left by a run that failed early
     startup = {META_FILE, BPE_FILE, CONFIG_NAME, RUN_FILE}
-    if args.out.is_dir() and any(
-        p.name not in startup and not p.name.startswith(".") for p in args.out.iterdir()
+    if out.is_dir() and any(
+        p.name not in startup and not p.name.startswith(".") for p in out.iterdir()
     ):
+        if args.overwrite:
+            return OutPlan(clear=True)
+        latest = latest_checkpoint(out)
         what = f"a training run (checkpoint {latest.name})" if latest else "files"
         raise ValueError(
-            f"--out {args.out} already holds {what}; pass --resume to continue it or choose "
-            "an empty --out"
+            f"--out {out} already holds {what}; pass --resume to continue it, --overwrite to "
+            "start again from step 0 (deleting its checkpoints and metrics), or choose an "
+            "empty --out"
         )
+    return OutPlan()
+
+
+def stage1_over_flow(init: Path) -> str | None:
+    """Why the ``--init`` checkpoint holds a trained latent flow (its run's stage), or ``None``.
+
+    Looks at what the training runs recorded: ``trainer_state.json`` of a ``step-N`` folder or of
+    the newest checkpoint of an output folder (``flow_trained`` there survives a stage-1 rerun),
+    and ``run.json``.
+    """
+    states = [init / STATE_FILE] + [d / STATE_FILE for d in checkpoint_dirs(init)[-1:]]
+    records: list[dict[str, Any]] = []
+    for path in states:
+        try:
+            records.append(json.loads(path.read_text()).get("run", {}))
+        except (OSError, ValueError, AttributeError):
+            continue
+    try:
+        records.append(json.loads((init / RUN_FILE).read_text()))
+    except (OSError, ValueError):
+        pass
+    for run in records:
+        if not isinstance(run, dict):
+            continue
+        if str(run.get("stage")) in ("2", "finetune"):
+            return f"it was trained with --stage {run['stage']}"
+        if run.get("flow_trained"):
+            return "its flow was trained by an earlier stage-2 run"
     return None
 
 
@@ -707,14 +810,19 @@ def train(args: TrainArgs) -> TrainResult:
     ``FileNotFoundError`` with a message naming the argument for every bad input."""
     _check_args(args)
     env = init_distributed(args.device)
+    locks: list[RunLock] = []
     try:
         if not env.is_main:
             warnings.filterwarnings("ignore")  # data warnings are reported once, by rank 0
+        # one run per folder, for the whole run: rank 0 holds the lock, every rank gets its error
+        main_only(lambda: locks.append(RunLock.acquire(args.out)), env)
         setup = _setup(args, env)
         # data before the model: bad data fails before anything is written
         run_data = build_data(args, setup.tok, env, setup.micro, setup.max_len)
         return Trainer(args, env, setup, run_data).run()
     finally:
+        for lock in locks:
+            lock.release()
         shutdown(env)
 
 
@@ -730,11 +838,22 @@ class _Setup:
     run: dict[str, Any]
     resume_from: Path | None
     saved: dict[str, Any] | None
+    plan: OutPlan = field(default_factory=OutPlan)
 
 
 def _setup(args: TrainArgs, env: DistEnv) -> _Setup:
     """Check ``--out``, pick the tokenizer, resolve the config; refuse incompatible resumes."""
-    resume_from = main_only(lambda: _prepare_out(args), env)
+    if args.init is not None and args.stage == "1" and not args.allow_stage1_over_flow:
+        why = stage1_over_flow(args.init)
+        if why is not None:
+            raise ValueError(
+                f"--stage 1 --init {args.init}: that checkpoint holds a trained latent flow "
+                f"({why}); stage 1 retrains the autoencoder under it, so the flow's latents no "
+                "longer match and stage 2 has to be trained again. Start stage 1 from a stage-1 "
+                "checkpoint, or pass --allow-stage1-over-flow if that is what you mean"
+            )
+    plan = main_only(lambda: _prepare_out(args), env)
+    resume_from = plan.resume_from
     init_config = load_config(args.init) if args.init is not None else None
     per_step = env.world_size * args.grad_accum
     if args.batch_size % per_step:
@@ -774,7 +893,7 @@ def _setup(args: TrainArgs, env: DistEnv) -> _Setup:
     lr = args.lr if args.lr is not None else PRETRAIN_LR
     if args.lr is None and args.stage == "finetune":
         lr = FINETUNE_LR
-    run = _run_settings(args, env, max_len, lr)
+    run = _run_settings(args, env, max_len, lr, tok.fingerprint)
     if saved is not None:
         assert resume_from is not None
         check_resume(saved, run, load_config(resume_from).to_dict(), config.to_dict())
@@ -784,7 +903,8 @@ def _setup(args: TrainArgs, env: DistEnv) -> _Setup:
             "autoencoder; pass --init DIR with a stage-1 output",
             stacklevel=3,
         )
-    return _Setup(tok, config, max_len, lr, args.batch_size // per_step, run, resume_from, saved)
+    micro = args.batch_size // per_step
+    return _Setup(tok, config, max_len, lr, micro, run, resume_from, saved, plan)
 
 
 class Trainer:
@@ -798,8 +918,9 @@ class Trainer:
         torch.manual_seed(args.seed)  # the same initial weights on every rank
         self.model = YAN(setup.config)
         source = setup.resume_from or args.init
-        if source is not None:
-            self.model.load_state_dict(YAN.from_pretrained(source).state_dict())
+        if source is not None:  # a resumed checkpoint was verified when it was picked
+            loaded = load_pretrained(source, verify=setup.resume_from is None)
+            self.model.load_state_dict(loaded.state_dict())
         self.params = trainable_parameters(self.model, self.stage)
         self.model.to(env.device).train()
         self.optimizer = build_optimizer(self.params, setup.lr, weight_decay=args.weight_decay)
@@ -828,7 +949,15 @@ class Trainer:
         """Optimiser, scheduler, this rank's RNG states and data position from a checkpoint."""
         folder = self.setup.resume_from
         assert folder is not None
-        state = torch.load(folder / OPTIMIZER_FILE, map_location=self.env.device, weights_only=True)
+        path = folder / OPTIMIZER_FILE
+        try:
+            state = torch.load(path, map_location=self.env.device, weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+            # torch's own message suggests weights_only=False, which is no fix for a bad file
+            raise ValueError(
+                f"{path} cannot be read: the file is damaged or cut short "
+                f"({type(err).__name__}); a checkpoint with checksums.json is verified first"
+            ) from None
         self.optimizer.load_state_dict(state)
         self.scheduler.load_state_dict(saved["scheduler"])
         mine = saved["ranks"][self.env.rank]
@@ -844,10 +973,19 @@ class Trainer:
         return torch.autocast(device_type=self.env.device.type, dtype=torch.bfloat16)
 
     def _start_files(self) -> None:
-        """Rank 0: clean crash leftovers, cut the log back to the checkpoint, describe the run."""
+        """Rank 0: carry out the ``--out`` plan (delete an overwritten run, set damaged
+        checkpoints aside), clean crash leftovers, cut the log back to the checkpoint, describe
+        the run. Done here, after every check has passed, so a refused run changes nothing."""
         args, out = self.args, self.args.out
         if self.env.is_main:
             out.mkdir(parents=True, exist_ok=True)
+            plan = self.setup.plan
+            if plan.clear:
+                removed = ", ".join(clear_run(out))
+                if removed:
+                    warnings.warn(f"--overwrite: deleted {removed} from {out}", stacklevel=2)
+            for folder, _ in plan.damaged:
+                set_aside(folder)
             clean_staging(out)
             self.log.truncate_after(self.step)
             if self.setup.saved is None:  # the export folder describes the run from the start
@@ -1058,7 +1196,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=1000, help="optimiser steps in total")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--init", type=Path, help="start from this checkpoint (weights, tokenizer)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint that verifies",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow starting from step 0 in an --out that holds a run: its checkpoints, "
+        "metrics and exported weights are deleted first (with --resume: only when there is "
+        "no usable checkpoint)",
+    )
+    p.add_argument(
+        "--allow-stage1-over-flow",
+        action="store_true",
+        help="allow --stage 1 --init from a checkpoint whose latent flow is trained (stage 2 "
+        "then has to be retrained: the autoencoder's latents change under it)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=32, help="global batch: sequences per optimiser step"
     )
@@ -1079,7 +1234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-steps", type=int, default=4, help="Euler steps when validating")
     p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps")
     p.add_argument("--log-every", type=int, default=10, help="log train metrics every N steps")
-    p.add_argument("--keep-checkpoints", type=int, default=1, help="checkpoints kept")
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=2,
+        help="checkpoints kept (default 2: one to fall back on if the newest is damaged)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -1165,6 +1325,8 @@ def args_from_cli(ns: argparse.Namespace) -> TrainArgs:
         progress=not ns.no_progress,
         cache_dir=ns.cache_dir,
         debug_rank_dump=ns.debug_rank_dump,
+        overwrite=ns.overwrite,
+        allow_stage1_over_flow=ns.allow_stage1_over_flow,
     )
 
 
@@ -1174,9 +1336,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return train(args_from_cli(ns))
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        parser.error(str(err))
-        raise  # unreachable: parser.error exits
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        exit_with_error(parser.prog, err)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,27 @@ def test_self_attention_padding_equals_unpadded_sequence():
     torch.testing.assert_close(out[1, :4], alone[0])
 
 
+def test_conv_mixer_is_local_depthwise_and_ignores_padding():
+    """``conv_kernel = 3``: with attention silenced, token l only sees tokens l-1..l+1, each
+    channel only itself; padding changes nothing and a padded row equals the unpadded one."""
+    attn = SelfAttention(16, 4, conv_kernel=3).eval()
+    torch.nn.init.zeros_(attn.out.weight)
+    torch.nn.init.zeros_(attn.out.bias)
+    x = torch.randn(1, 6, 16)
+    x2 = x.clone()
+    x2[0, 0, 5] += 1.0
+    delta = attn(x2, Padding.from_mask(None)) - attn(x, Padding.from_mask(None))
+    changed = delta.abs() > 0
+    assert changed[0, :2, 5].all() and not changed[0, 2:].any()
+    assert not changed[0, :, [c for c in range(16) if c != 5]].any()
+    attn = SelfAttention(16, 4, conv_kernel=3).eval()
+    mask = right_mask([6, 4], 6)
+    noisy = x.expand(2, 6, 16).clone()
+    noisy[1, 4:] = 1e3
+    out = attn(noisy, Padding.from_mask(mask))
+    torch.testing.assert_close(out[1, :4], attn(x[:, :4], Padding.from_mask(None))[0])
+
+
 def test_fully_masked_row_gives_zeros_not_nan():
     attn = SelfAttention(16, 4)
     out = attn(torch.randn(2, 5, 16), Padding.from_mask(right_mask([5, 0], 5)))

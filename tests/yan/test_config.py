@@ -91,6 +91,8 @@ def test_our_deviations_and_the_paper_literal_recipe():
         ("stage1_mask_rate", 1.0, "stage1_mask_rate"),
         ("start_noise", -1.0, "start_noise"),
         ("mask_id", 64, "mask_id"),
+        ("conv_kernel", 2, "conv_kernel must be 0"),
+        ("conv_kernel", -1, "conv_kernel must be 0"),
     ],
 )
 def test_new_fields_are_validated(field, value, match):
@@ -102,7 +104,7 @@ def test_configs_saved_before_the_deviations_load_with_the_paper_values():
     old = preset("tiny").to_dict()
     for key in ("stage1_mask_rate", "mmd_scale_bandwidths", "nll_reduction", "memory_positions",
                 "flow_start", "start_noise", "mask_id", "stage1_mask_span", "masked_ce_weight",
-                "source_input", "flow_param"):  # fmt: skip
+                "source_input", "flow_param", "conv_kernel"):  # fmt: skip
         old.pop(key)
     cfg = YANConfig.from_dict(old)
     assert cfg == preset("tiny").paper_literal()

@@ -40,6 +40,20 @@ def test_generate_shapes_mixed_lengths_and_padding(model):
     assert out.tokens.is_inference()  # generation ran under torch.inference_mode
 
 
+def test_keep_visible_clamps_only_the_visible_aligned_source_tokens(model):
+    """Clamped infilling: visible source tokens come out as they are; ``<|mask|>`` positions,
+    positions past the source and padding carry the model's own output (the same seed)."""
+    mask_id = model.config.mask_id
+    src = torch.tensor([[5, mask_id, 7, 8, mask_id, 9], [3, 4, 0, 0, 0, 0]])
+    src_mask = right_mask([6, 2], 6)
+    kw = dict(tgt_len=[6, 4], steps=2, seed=0, pad_id=-1)
+    own = model.generate(src, src_mask, **kw)
+    kept = model.generate(src, src_mask, keep_visible=True, **kw)
+    assert kept.tokens[0].tolist() == [5, own.tokens[0, 1], 7, 8, own.tokens[0, 4], 9]
+    assert kept.tokens[1].tolist() == [3, 4, *own.tokens[1, 2:4].tolist(), -1, -1]
+    assert torch.equal(kept.mask, own.mask) and torch.equal(kept.experts, own.experts)
+
+
 def test_generate_is_seeded_and_row_independent(model):
     batch = make_batch()
     a = model.generate(batch.src, batch.src_mask, tgt_len=5, seed=7)

@@ -68,8 +68,9 @@ def save_baseline(model: Baseline, folder: str | Path) -> Path:
 def load_baseline(folder: str | Path, device: str = "cpu") -> Baseline:
     """Rebuild a baseline saved by :func:`save_baseline`; it is returned in eval mode.
 
-    A ``config.json`` without ``aligned_positions`` (written before that field existed) loads
-    with ``aligned_positions=False``, the layout those weights were trained with.
+    A ``config.json`` without ``aligned_positions`` or ``conv_kernel`` (written before those
+    fields existed) loads with ``aligned_positions=False`` and ``conv_kernel=0``, the model
+    those weights were trained with.
     """
     from safetensors.torch import load_model
 
@@ -82,6 +83,7 @@ def load_baseline(folder: str | Path, device: str = "cpu") -> Baseline:
         # Saved before `aligned_positions` existed: those models used one continuous position
         # count (and have no segment embedding), not the new default.
         fields.setdefault("aligned_positions", False)
+        fields.setdefault("conv_kernel", 0)  # likewise for the convolution
         config = BaselineConfig(**fields)
     except (TypeError, AttributeError, json.JSONDecodeError) as err:
         raise ValueError(f"{folder / CONFIG_FILE} is not a baseline config: {err}") from None

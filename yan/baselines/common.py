@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from yan.batch import Seq2SeqBatch
+from yan.batch import Seq2SeqBatch, aligned_source_ids
 
 BASELINES = ("gpt2", "bart", "masked-diffusion")
 PRESET_NAMES = ("paper", "small", "tiny")
@@ -47,6 +47,11 @@ class BaselineConfig:
             accuracy after 500 steps at the ``small`` preset). Checkpoints saved before this
             field existed load with False (:func:`yan.baselines.load_baseline`). BART ignores
             it: its decoder already reaches the source through cross-attention.
+        conv_kernel: masked diffusion only: a depthwise convolution of this odd width over
+            positions added to every block's self-attention, the same local mixing as
+            ``YANConfig.conv_kernel`` so the two non-autoregressive models compare like for
+            like; 0 is the plain Transformer. Checkpoints saved before this field existed load
+            with 0. GPT-2 and BART (Hugging Face models) ignore it.
         keep_source: for aligned tasks (copy, infilling: the target is the source with its
             ``<|mask|>`` positions filled in) keep every visible source token and predict only
             the masked positions, the baselines' counterpart of YAN's source-bridge start
@@ -70,6 +75,7 @@ class BaselineConfig:
     d_ff: int
     dropout: float = 0.0
     aligned_positions: bool = True
+    conv_kernel: int = 3
     keep_source: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +102,15 @@ class BaselineConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if (
+            isinstance(self.conv_kernel, bool)
+            or not isinstance(self.conv_kernel, int)
+            or self.conv_kernel < 0
+            or (self.conv_kernel and self.conv_kernel % 2 == 0)
+        ):
+            raise ValueError(
+                f"conv_kernel must be 0 (off) or an odd width >= 1, got {self.conv_kernel!r}"
+            )
         for flag in ("aligned_positions", "keep_source"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
@@ -214,15 +229,6 @@ class Baseline(nn.Module, ABC):
         logits[..., [cfg.pad_id, cfg.mask_id]] = float("-inf")
         logits[..., cfg.vocab_size :] = float("-inf")
         return logits
-
-
-def aligned_source_ids(src: Tensor, src_mask: Tensor, width: int, mask_id: int) -> Tensor:
-    """``(B, width)`` source ids at the target positions (``keep_source``): source token ``l``
-    at position ``l``, ``mask_id`` where the source is masked, padded or shorter."""
-    out = src.new_full((src.shape[0], width), mask_id)
-    n = min(width, src.shape[1])
-    out[:, :n] = torch.where(src_mask[:, :n], src[:, :n], mask_id)
-    return out
 
 
 def check_src(src: Tensor, src_mask: Tensor) -> None:

@@ -40,10 +40,19 @@ MASK_EPS = 1e-3  # LLaDA's floor on the masking probability, keeps the 1/t weigh
 
 
 class Block(nn.Module):
-    """Pre-norm bidirectional Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+    """Pre-norm bidirectional Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``;
+    with ``conv_kernel > 0`` the mixer adds a depthwise convolution over positions
+    (``BaselineConfig.conv_kernel``)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, conv_kernel: int = 0
+    ) -> None:
         super().__init__()
+        self.conv = (
+            nn.Conv1d(d_model, d_model, conv_kernel, padding=conv_kernel // 2, groups=d_model)
+            if conv_kernel
+            else None
+        )
         self.n_heads, self.dropout = n_heads, dropout
         self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
@@ -51,10 +60,12 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, key_mask: Tensor) -> Tensor:
-        """``key_mask``: ``(B, 1, 1, L)`` bool, True where a key may be attended to."""
+    def forward(self, x: Tensor, key_mask: Tensor, split: int = 0) -> Tensor:
+        """``key_mask``: ``(B, 1, 1, L)`` bool, True where a key may be attended to; ``split``:
+        where the source segment ends (the convolution mixes within a segment only)."""
         b, n, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).unbind(2)
+        h = self.ln1(x)
+        q, k, v = self.qkv(h).view(b, n, 3, self.n_heads, d // self.n_heads).unbind(2)
         att = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
@@ -62,7 +73,14 @@ class Block(nn.Module):
             attn_mask=key_mask,
             dropout_p=self.dropout if self.training else 0.0,
         )
-        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, n, d)))
+        mixed = self.proj(att.transpose(1, 2).reshape(b, n, d))
+        if self.conv is not None:
+            # Padding is zeroed and each segment convolved on its own, so the result does not
+            # depend on how much padding sits between or around the segments.
+            h = (h * key_mask[:, 0, 0, :].unsqueeze(-1).to(h.dtype)).transpose(1, 2)
+            parts = [p for p in (h[..., :split], h[..., split:]) if p.shape[-1]]
+            mixed = mixed + torch.cat([self.conv(p) for p in parts], -1).transpose(1, 2)
+        x = x + self.drop(mixed)
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
@@ -85,7 +103,8 @@ class MaskedDiffusionBaseline(Baseline):
         self.seg_emb = nn.Embedding(2, d) if config.aligned_positions else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.n_layers)
+            Block(d, config.n_heads, config.d_ff, config.dropout, config.conv_kernel)
+            for _ in range(config.n_layers)
         )
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.vocab_size, bias=False)
@@ -95,10 +114,11 @@ class MaskedDiffusionBaseline(Baseline):
 
     @staticmethod
     def _init(module: nn.Module) -> None:
-        # GPT-2's initialisation, as in the other two baselines.
-        if isinstance(module, nn.Linear | nn.Embedding):
+        # GPT-2's initialisation, as in the other two baselines (the convolution too: at
+        # PyTorch's default scale it would swamp the 0.02-scale residual stream at init).
+        if isinstance(module, nn.Linear | nn.Embedding | nn.Conv1d):
             nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
+        if isinstance(module, nn.Linear | nn.Conv1d) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
     def _target_logits(
@@ -122,7 +142,7 @@ class MaskedDiffusionBaseline(Baseline):
             x = self.tok_emb(ids) + self.pos_emb(positions) + self.seg_emb(segment)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, keys[:, None, None, :])
+            x = block(x, keys[:, None, None, :], src.shape[1])
         return self.head(self.ln_f(x[:, src.shape[1] :]))
 
     def _context(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:

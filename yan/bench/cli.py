@@ -15,6 +15,7 @@ import torch
 
 from yan.bench.latency import LENGTHS, TINY_LENGTHS, LatencyConfig, latency_main
 from yan.bench.workloads import MODELS, PRESETS
+from yan.cli import exit_with_error
 
 MODES = ("latency", "quality", "isotropy", "learn", "all")
 
@@ -55,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def latency_config(ns: argparse.Namespace) -> LatencyConfig:
-    """The :class:`LatencyConfig` for the command-line options."""
+    """The :class:`LatencyConfig` for the command-line options.
+
+    An option given is used as given (``--repeats 0`` is an error, not the default).
+    """
+    if ns.repeats is not None and ns.repeats < 1:
+        raise ValueError(f"--repeats must be an integer >= 1, got {ns.repeats}")
     base = LatencyConfig.quick() if ns.quick else LatencyConfig()
     lengths = dict(base.lengths)
     if ns.presets:
@@ -68,7 +74,7 @@ def latency_config(ns: argparse.Namespace) -> LatencyConfig:
         lengths=lengths,
         steps=tuple(ns.steps) if ns.steps else base.steps,
         batch_sizes=tuple(ns.batch_sizes) if ns.batch_sizes else base.batch_sizes,
-        repeats=ns.repeats or base.repeats,
+        repeats=base.repeats if ns.repeats is None else ns.repeats,
         count_flops=not ns.no_flops,
         peak_size=ns.peak_size,
         device=ns.device,
@@ -124,8 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Path]]:
     try:
         return run(ns)
     except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
-        raise  # unreachable: parser.error exits
+        exit_with_error(parser.prog, err)
 
 
 __all__ = ["MODES", "build_parser", "latency_config", "main", "run"]

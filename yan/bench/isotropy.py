@@ -121,6 +121,7 @@ def train_variants(cfg: IsotropyConfig) -> dict[str, Path]:
                 task="pretrain",
                 max_steps=cfg.steps,
                 resume=True,
+                overwrite=True,  # a run cut short before its first checkpoint starts again
                 batch_size=cfg.batch_size,
                 lr=cfg.lr,
                 warmup=cfg.warmup,

@@ -29,7 +29,10 @@ benchmark scores what a model has to *learn*, next to what costs nothing:
   (classification: frozen routing, the flow sampled once per review and every label scored
   on that endpoint), with the gate's expert usage at t = 0 and t = 0.5. ``yan-trf-no-flow`` /
   ``yan-mamba-no-flow`` decode the encoded source with the stage-1 decoder and no flow at all:
-  what the flow adds is the difference.
+  what the flow adds is the difference. ``yan-trf-keep-visible`` / ``yan-mamba-keep-visible``
+  are the same models (T = 3, frozen) decoding with the visible source tokens kept
+  (``YAN.generate(keep_visible=True)``), the clamped infilling the baselines use on aligned
+  tasks: the like-for-like comparison on ``token_acc``.
 
 Every result is a flat record ``{task, model, metric, value, T, routing, steps,
 train_seconds}`` (accuracies are fractions in [0, 1], ROUGE in [0, 100]). ``--quick`` finishes in
@@ -433,6 +436,7 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
     root = cfg.work / ARCH_NAMES[arch]
     common = dict(
         resume=True,
+        overwrite=True,  # a run cut short before its first checkpoint starts again
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         warmup=cfg.warmup,
@@ -543,6 +547,13 @@ def yan_records(cfg: LearnConfig, run: YanRun, arch: str, data: TaskData) -> lis
                 scores = score_task(task, examples, gens.ids, tok)
                 records += metric_records(task, name, scores, steps, seconds, T=T, routing=routing)
                 _log(task, name, scores, T, routing)
+        # Clamped infilling, as the baselines decode aligned tasks (`keep_source`): the same
+        # flow, with the visible source tokens output as they are (paper's T, frozen routing).
+        gens = generate_ids(ckpt, examples, steps=3, seed=cfg.seed, keep_visible=True)
+        scores = score_task(task, examples, gens.ids, tok)
+        records += metric_records(
+            task, f"{name}-keep-visible", scores, steps, seconds, T=3, routing="frozen"
+        )
     if ckpt.model.config.K > 1:
         usage = gate_usage(ckpt.model, data.examples["infill"], tok.pad_id)
         for t, shares in usage.items():
@@ -573,6 +584,7 @@ def train_baseline_run(
     """Train (or reuse) one baseline on ``task``; returns its folder and training seconds."""
     from yan import data as yan_data
     from yan.baselines import build_baseline, load_baseline, save_baseline, train_baseline
+    from yan.baselines.common import BaselineConfig
     from yan.train import ALIGNED_TASKS
 
     folder = cfg.work / name / task
@@ -589,6 +601,7 @@ def train_baseline_run(
         "seed": cfg.seed,
         "tokenizer": tok.fingerprint,
         "aligned_positions": True,  # target positions restart at 0 (BaselineConfig)
+        "conv_kernel": BaselineConfig.conv_kernel,  # the default every baseline is built with
         "keep_source": task in ALIGNED_TASKS,
     }
     stamp = folder / "bench_settings.json"
@@ -769,7 +782,9 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         f"Held-out examples: {meta['examples']}; unigram token {meta['unigram_token']!r}; "
         f"{meta['threads']} threads; whole run {meta['seconds']:.0f} s.\n",
         "Accuracies in percent, ROUGE F1 in [0, 100]. `*-no-flow` decodes the encoded source "
-        "with the stage-1 decoder and no flow. YAN rows: T = 3 Euler steps, frozen routing "
+        "with the stage-1 decoder and no flow; `*-keep-visible` is the same YAN decoding with "
+        "the visible source tokens kept (clamped infilling), as the baselines decode copy and "
+        "infilling (`keep_source`). YAN rows: T = 3 Euler steps, frozen routing "
         "(the paper's setting); the grid below has every T and routing. Classification: "
         "`label_acc` is rank classification over the training label set"
         + (f" ({', '.join(map(repr, meta['label_choices']))})" if meta.get("label_choices") else "")

@@ -138,6 +138,7 @@ def yan_checkpoint(cfg: QualityConfig) -> Path:
         data=cfg.data,
         preset=cfg.preset,
         resume=True,  # a rerun continues or skips a finished stage
+        overwrite=True,  # a run cut short before its first checkpoint starts again
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         warmup=cfg.warmup,

@@ -165,6 +165,7 @@ def prepare(
     )
     path = cache.cache_root(cache_dir) / "prepared" / f"{task}-{key}.npz"
     if use_cache and (hit := cache.load_splits(path)) is not None:
+        _warn_if_no_validation(hit, task, data)
         return hit
     records = load_corpus(data, columns=columns, cache_dir=cache_dir, sample_by=sample_by)
     if not records:
@@ -188,12 +189,26 @@ def prepare(
         )
     if not out["train"]:
         raise ValueError(f"{task} on {data!r}: no usable training examples")
+    _warn_if_no_validation(out, task, data)
     if use_cache:
         try:
             cache.save_splits(path, out)
         except OSError as err:
             warnings.warn(f"could not cache prepared data in {path.parent}: {err}", stacklevel=2)
     return out
+
+
+def _warn_if_no_validation(splits: Mapping[str, Sequence[Example]], task: str, data: str) -> None:
+    """A run without validation examples trains blind (no val loss, no early warning of
+    overfitting); it is allowed, for tiny files, but never silent."""
+    if not splits.get("val"):
+        n = len(splits.get("train", []))
+        warnings.warn(
+            f"{task} on {data!r} yields no validation example ({n} training examples; the "
+            "validation split is empty or none of its records could be framed): training "
+            "will report no validation metrics. Use more data to get some.",
+            stacklevel=3,
+        )
 
 
 def make_loaders(

@@ -80,7 +80,10 @@ def _read_jsonl(path: Path) -> list[Record]:
 
 def _read_json(path: Path) -> list[Record]:
     with _open_text(path) as f:
-        obj = json.load(f)
+        try:
+            obj = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
         raise ValueError(f"{path}: a .json data file must hold a list of objects")
     return obj
@@ -99,7 +102,11 @@ def _read_table(path: Path, data: str) -> list[Record]:
 
 
 def read_file(path: str | Path, sample_by: SampleBy = "line") -> list[Record]:
-    """Records of one local data file (see the module docstring for the formats)."""
+    """Records of one local data file (see the module docstring for the formats).
+
+    Text formats must be UTF-8; another encoding is a ``ValueError`` naming the file (rather
+    than the codec's message, which names neither file nor fix).
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -109,13 +116,20 @@ def read_file(path: str | Path, sample_by: SampleBy = "line") -> list[Record]:
             "(optionally .gz/.bz2/.xz compressed, except parquet)"
         )
     data, _ = _format_of(path)
-    if data in TEXT_SUFFIXES:
-        return _read_text(path, sample_by)
-    if data in JSONL_SUFFIXES:
-        return _read_jsonl(path)
-    if data == ".json":
-        return _read_json(path)
-    return _read_table(path, data)
+    try:
+        if data in TEXT_SUFFIXES:
+            return _read_text(path, sample_by)
+        if data in JSONL_SUFFIXES:
+            return _read_jsonl(path)
+        if data == ".json":
+            return _read_json(path)
+        return _read_table(path, data)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"data file {path} is not UTF-8 text ({err.reason}: byte "
+            f"{err.object[err.start : err.start + 1]!r} near offset {err.start}); convert it, "
+            f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        ) from None
 
 
 def read_local(path: str | Path, sample_by: SampleBy = "line") -> list[Record]:
