@@ -18,7 +18,6 @@ import torch
 from matplotlib.figure import Figure
 
 from moefm import sample
-from moefm.plot import plot_samples, plot_trajectories
 from moefm.train import METHODS, TrainResult
 
 from .common import (
@@ -36,6 +35,7 @@ from .common import (
     route_generator,
     train_flow,
 )
+from .plots import sample_panel, trajectory_panel
 
 COLUMNS = ("dataset", "method", "T", "w2", "w2_floor", "coverage", "off_mode", "straightness")
 LIMITS = {"grid": 3.2, "half-moons": 3.0, "8-gaussians": 3.2}
@@ -122,8 +122,14 @@ def draw(
             for j, T in enumerate(cfg.steps):
                 out = sample(result.model, z0, T, generator=route_generator(cfg.seed))
                 title = f"T = {T}" + (f"   W2 {w2[d, m, T]:.2f}" if (d, m, T) in w2 else "")
-                plot_samples(
-                    axes[i, j], out.z1[:n_show], refs[d].data[:n_show], title=title, lim=lim
+                sample_panel(
+                    axes[i, j],
+                    out.z1[:n_show],
+                    refs[d].data[:n_show],
+                    title=f"{METHOD_LABELS[m]}, {title}",
+                    label=METHOD_LABELS[m],
+                    lim=lim,
+                    legend=j == 0,
                 )
             traj = sample(
                 result.model,
@@ -133,15 +139,18 @@ def draw(
                 return_trajectory=True,
             )
         experts = traj.experts if result.model.K > 1 else None
-        plot_trajectories(
+        trajectory_panel(
             axes[i, -1],
             traj.trajectory,
             experts,
-            title=f"trajectories (T = {cfg.trajectory_steps})",
+            title=f"{METHOD_LABELS[m]} trajectories (T = {cfg.trajectory_steps})",
             lim=lim,
         )
         axes[i, 0].set_ylabel(f"{d}\n{METHOD_LABELS[m]}", fontsize=10)
-    fig.suptitle("VFM vs MoE-FM: samples with T Euler steps and learned trajectories")
+    fig.suptitle(
+        "VFM vs OT-CFM vs MoE-FM (frozen routing): samples with T Euler steps against held-out "
+        "data (grey), and learned trajectories"
+    )
     return fig
 
 

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from moefm import sample
 from moefm.metrics import Straightness
-from moefm.plot import expert_color, plot_trajectories
+from moefm.plot import expert_color
 from moefm.sampling import ROUTINGS
 from moefm.train import TrainResult
 
@@ -44,6 +44,7 @@ from .common import (
     route_generator,
     train_flow,
 )
+from .plots import trajectory_panel
 
 COLUMNS = (
     "dataset",
@@ -142,9 +143,14 @@ def draw(
                     generator=route_generator(cfg.seed),
                     return_trajectory=True,
                 )
-            label = f"{r}   S = {straight[d, r].total:.2f}"
-            plot_trajectories(
-                axes[i, j], out.trajectory, out.experts, title=label, lim=LIMITS.get(d, 3.5)
+            label = f"{r} routing: S = {straight[d, r].total:.2f}"
+            trajectory_panel(
+                axes[i, j],
+                out.trajectory,
+                out.experts,
+                title=label,
+                lim=LIMITS.get(d, 3.5),
+                legend=j == 0,
             )
         axes[i, 0].set_ylabel(d, fontsize=10)
 
@@ -155,7 +161,8 @@ def draw(
         ax.axhline(sel[0]["w2_floor"], c="#999999", ls="--", lw=1, label="data floor")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("Euler steps T")
-        ax.set_title("W2 to held-out data", fontsize=9)
+        ax.set_ylabel("exact W2 (lower is better)")
+        ax.set_title("W2 to held-out data vs T", fontsize=9)
         ax.legend(fontsize=6)
 
         ax = axes[i, -1]
@@ -165,7 +172,7 @@ def draw(
             for k, v in s.per_expert.items():
                 ax.plot(j, v, marker="o", ms=5, ls="none", c=expert_color(k))
         ax.set_xticks(range(len(cfg.routings)), cfg.routings, fontsize=8)
-        ax.set_title("straightness (dots: per expert)", fontsize=9)
+        ax.set_title("straightness S (dots: frozen experts)", fontsize=9)
     fig.suptitle(f"Routing at sampling time (MoE-FM, K = {cfg.K}, sigma = {cfg.sigma})")
     return fig
 

@@ -180,8 +180,7 @@ def draw(sw: Sweep, cfg: SigmaConfig, rows: Sequence[dict]) -> Figure:
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
         label = "sigma -> 0 (hard)" if sigma == 0 else f"sigma = {sigma:g}"
         ax.set_title(label, fontsize=9)
 

@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from moefm import sample, toy
-from moefm.plot import grid_points, plot_samples, plot_trajectories, plot_vector_field
+from moefm.plot import grid_points
 
 from .common import (
     FULL,
@@ -33,6 +33,7 @@ from .common import (
     figure_main,
     reference,
 )
+from .plots import field_panel, sample_panel, shared_quiver_scale, trajectory_panel
 
 COLUMNS = ("dataset", "T", "w2", "w2_floor", "coverage", "off_mode", "straightness")
 
@@ -95,18 +96,30 @@ def draw(
             out = sample(field, z0, T)
             title = f"T = {T}" + (f"   W2 {w2[T]:.2f}" if T in w2 else "")
             axes[0, j].set_visible(True)
-            plot_samples(axes[0, j], out.z1[:1000], ref.data[:1000], title=title, lim=3.2)
+            sample_panel(
+                axes[0, j],
+                out.z1[:1000],
+                ref.data[:1000],
+                title=title,
+                label=f"exact VFM, T = {T}",
+                legend=j == 0,
+            )
         pts, _, _ = grid_points(3.0, 15)
-        for j, t in enumerate(cfg.field_times):
+        fields = [field.field(field.features(pts, torch.tensor(t)), None) for t in cfg.field_times]
+        scale = shared_quiver_scale(fields, spacing=6.0 / 14)  # arrow lengths compare across t
+        for j, (t, v) in enumerate(zip(cfg.field_times, fields)):
             axes[1, j].set_visible(True)
-            v = field.field(field.features(pts, torch.tensor(t)), None)
             ax = axes[1, j]
             ax.scatter(*ref.anchors.T, s=30, c="#cccccc")
-            plot_vector_field(ax, pts, v, title=f"E[z1 - z0 | z_t, t = {t:.1f}]", lim=3.2)
+            key = 2.0 if j == len(cfg.field_times) - 1 else None
+            field_panel(ax, pts, v, scale, title=f"E[z1 - z0 | z_t, t = {t:.1f}]", key=key)
         traj = sample(field, z0[:200], 64, return_trajectory=True)
     axes[1, -1].set_visible(True)
-    plot_trajectories(axes[1, -1], traj.trajectory, None, title="exact trajectories", lim=3.2)
-    fig.suptitle("The exact VFM optimum (Prop. 3.1): samples at T Euler steps and its field")
+    trajectory_panel(axes[1, -1], traj.trajectory, None, title="exact trajectories (64 steps)")
+    fig.suptitle(
+        "The exact VFM optimum (Prop. 3.1): samples at T Euler steps (grey: held-out data) and its "
+        "field, one arrow scale for all t"
+    )
     return fig
 
 

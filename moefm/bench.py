@@ -48,6 +48,9 @@ class BenchConfig:
     # each cluster's flow straighter (see the K sweep in the README)
     cluster_K: int = 16
     cluster_routings: tuple[str, ...] = ("frozen", "mean")
+    # `--k-sweep`: instead of the comparison, paper MoE-FM (first sigma) and moefm-cluster
+    # with frozen routing at each of these numbers of experts
+    k_sweep: tuple[int, ...] = ()
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -64,6 +67,12 @@ class BenchConfig:
 
 def _runs(cfg: BenchConfig) -> list[tuple[TrainConfig, tuple[str, ...]]]:
     """(training config, routing modes to evaluate) for one dataset and seed 0."""
+    if cfg.k_sweep:
+        return [
+            (TrainConfig(method=method, K=K, sigma=cfg.sigmas[0]), ("frozen",))
+            for K in cfg.k_sweep
+            for method in ("moefm", "moefm-cluster")
+        ]
     runs = [(TrainConfig(method="vfm"), ("none",)), (TrainConfig(method="ot-cfm"), ("none",))]
     for i, s in enumerate(cfg.sigmas):
         runs.append(
@@ -174,11 +183,10 @@ def aggregate(records: list[dict]) -> list[dict]:
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[(r["dataset"], r["method"], r["sigma"], r["routing"], r["steps"])].append(r)
+        groups[(r["dataset"], r["method"], r["K"], r["sigma"], r["routing"], r["steps"])].append(r)
     out = []
     for key, rs in groups.items():
-        agg = dict(zip(("dataset", "method", "sigma", "routing", "steps"), key))
-        agg["K"] = rs[0]["K"]
+        agg = dict(zip(("dataset", "method", "K", "sigma", "routing", "steps"), key))
         agg["seeds"] = len(rs)
         ok = [r for r in rs if not r.get("diverged")]
         agg["diverged"] = len(rs) - len(ok)
@@ -195,7 +203,7 @@ def aggregate(records: list[dict]) -> list[dict]:
 
 def _label(r: dict) -> str:
     if r["method"] == "moefm":
-        return f"moefm s={r['sigma']:g} {r['routing']}"
+        return f"moefm K={r['K']} s={r['sigma']:g} {r['routing']}"
     if r["method"].startswith("moefm"):
         return f"{r['method']} K={r['K']} {r['routing']}"
     return r["method"]
@@ -323,6 +331,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--figure", type=Path, help="write the Fig. 2-style PNG here")
     p.add_argument("--seeds", type=int, help="override the number of seeds")
     p.add_argument(
+        "--k-sweep",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="train paper MoE-FM and moefm-cluster (frozen routing) at each K instead",
+    )
+    p.add_argument(
         "--datasets", nargs="+", choices=tuple(toy.DATASETS), help="override the data sets"
     )
     args = p.parse_args(argv)
@@ -331,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.seeds = args.seeds
     if args.datasets:
         cfg.datasets = tuple(args.datasets)
+    if args.k_sweep:
+        cfg.k_sweep = tuple(args.k_sweep)
     torch.set_num_threads(1)  # tiny MLPs: threads cost more than they give
     start = time.perf_counter()
     records, models = evaluate(cfg)

@@ -23,10 +23,7 @@ def test_loss_is_the_chosen_experts_squared_error_plus_the_gate_cross_entropy():
     target = torch.randn(5, 2, generator=g)
     labels = torch.tensor([0, 2, 1, 1, 0])
     by_hand = torch.stack(
-        [
-            (u[i, labels[i]] - target[i]).pow(2).sum() - log_pi[i, labels[i]]
-            for i in range(5)
-        ]
+        [(u[i, labels[i]] - target[i]).pow(2).sum() - log_pi[i, labels[i]] for i in range(5)]
     ).mean()
     assert torch.allclose(cluster_moefm_loss(u, log_pi, target, labels), by_hand)
     mask = torch.tensor([True, True, False, False, True])
@@ -59,7 +56,9 @@ def test_closed_form_optimum_minimises_the_loss():
     g = torch.Generator().manual_seed(1)
     n, t = 40_000, 0.6
     comp = torch.multinomial(MIX.weights, n, replacement=True, generator=g)
-    x1 = (MIX.means[comp] + MIX.stds[comp, None] * torch.randn(n, 2, generator=g, dtype=torch.float64))
+    x1 = MIX.means[comp] + MIX.stds[comp, None] * torch.randn(
+        n, 2, generator=g, dtype=torch.float64
+    )
     z0 = torch.randn(n, 2, generator=g, dtype=torch.float64)
     zt, target = (1 - t) * z0 + t * x1, x1 - z0
     pi, u = gaussian_cluster_optimum(MIX, zt, t)
@@ -129,3 +128,23 @@ def test_trained_cluster_moefm_learns_the_weights_and_improves_with_steps():
             w2[steps] = wasserstein2(out.z1, test)
     assert w2[16] < w2[1]
     assert w2[16] < 0.2
+
+
+def test_bench_runs_the_cluster_methods_and_keeps_k_apart_in_a_sweep():
+    from moefm import bench
+
+    methods = {tc.method for tc, _ in bench._runs(bench.BenchConfig())}
+    assert {"moefm-cluster", "moefm-cluster-ot", "moefm", "vfm", "ot-cfm"} <= methods
+    cfg = bench.BenchConfig(
+        datasets=("grid",), seeds=1, train_steps=2, n_train=64, n_eval=32, straight_steps=4,
+        k_sweep=(2, 3),
+    )  # fmt: skip
+    assert [(tc.method, tc.K) for tc, _ in bench._runs(cfg)] == [
+        ("moefm", 2), ("moefm-cluster", 2), ("moefm", 3), ("moefm-cluster", 3),
+    ]  # fmt: skip
+    records, _ = bench.evaluate(cfg, progress=False)
+    agg = bench.aggregate(records)
+    assert {(r["method"], r["K"]) for r in agg} == {
+        ("moefm", 2), ("moefm-cluster", 2), ("moefm", 3), ("moefm-cluster", 3),
+    }  # fmt: skip
+    assert len(agg) == 4 * len(bench.STEPS)
