@@ -12,7 +12,6 @@ Kept apart from :mod:`yan.evaluate` so that ``yan generate`` does not import the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from yan.run_state import RUN_FILE, STATE_FILE
-from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer
+from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer, read_json_object
 
 TASKS = ("infill", "last-word", "qa", "classify")  # the same as yan.eval.TASKS
 DEFAULT_TASK_OF_STAGE = {"1": "pretrain", "2": "infill"}
@@ -58,14 +57,14 @@ def read_run_info(folder: str | Path) -> RunInfo:
     folder = Path(folder)
     run: dict[str, Any] = {}
     if (folder / RUN_FILE).is_file():
-        run.update(_read_json(folder / RUN_FILE))
+        run.update(read_json_object(folder / RUN_FILE))
     states = sorted((folder / "checkpoints").glob(f"step-*/{STATE_FILE}"))
     state_path = folder / STATE_FILE if (folder / STATE_FILE).is_file() else None
     if state_path is None and states:
         state_path = states[-1]
     if state_path is not None:
         run.update(
-            {k: v for k, v in _read_json(state_path).get("run", {}).items() if v is not None}
+            {k: v for k, v in read_json_object(state_path).get("run", {}).items() if v is not None}
         )
     if not run:
         return RunInfo()
@@ -80,16 +79,6 @@ def read_run_info(folder: str | Path) -> RunInfo:
         seed=int(seed) if seed is not None else None,
         tokenizer_fingerprint=str(fingerprint) if fingerprint is not None else None,
     )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
 
 
 @dataclass
@@ -221,7 +210,7 @@ def load_checkpoint(
         raise ValueError(f"unknown --baseline {baseline!r}; expected one of {BASELINES}")
     config_path = folder / "config.json"
     if config_path.is_file():
-        saved = _read_json(config_path).get("name")
+        saved = read_json_object(config_path).get("name")
         if saved is None:
             raise ValueError(
                 f"checkpoint {folder} is not a baseline checkpoint (its config.json names no "

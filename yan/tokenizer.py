@@ -347,14 +347,20 @@ def _canonical_content(serialised: str) -> str:
     return json.dumps([model.get("type"), vocab, merges, added], ensure_ascii=False)
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
-    """``yan_tokenizer.json`` with the fields :meth:`YanTokenizer.load` needs."""
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a one-line ``ValueError`` naming the file otherwise."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); it may be truncated") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``yan_tokenizer.json`` with the fields :meth:`YanTokenizer.load` needs."""
+    meta = read_json_object(path)
     for key, kind in (("name", str), ("vocab_size", int)):
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise ValueError(

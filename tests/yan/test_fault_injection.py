@@ -22,7 +22,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -42,23 +41,14 @@ from yan.run_state import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-WORDS = "river mountain city music science history water light garden winter forest".split()
 FAST = ["--batch-size", "4", "--warmup", "2", "--log-every", "1", "--eval-every", "0"]
 FAST += ["--eval-batches", "1", "--no-progress", "--save-every", "2"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("YAN_DATA_CACHE", str(tmp_path_factory.getbasetemp() / "yan-cache"))
+pytestmark = pytest.mark.usefixtures("isolated_data_cache")
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(5)
-    rows = [f"Line {i}: " + " ".join(rng.choice(WORDS, size=9)) + "." for i in range(80)]
-    path = tmp_path_factory.mktemp("data") / "corpus.txt"
-    path.write_text("\n".join(rows) + "\n")
-    return path
+def corpus(line_corpus: Path) -> Path:
+    return line_corpus
 
 
 def argv(corpus: Path, out: Path, steps: int, *extra: str) -> list[str]:
