@@ -1,7 +1,7 @@
 """MoE-FM trajectory explorer: ``streamlit run app/explorer.py``.
 
-Pick a 2D data set, a method (VFM, OT-CFM or MoE-FM), K and sigma of eq. (5), a solver, a
-routing mode and T; see samples against data, trajectories coloured by their expert, the gate
+Pick a 2D data set, a method (VFM, OT-CFM, MoE-FM or path-consistent MoE-FM), K and sigma of
+eq. (5), a solver, a routing mode and T; see samples against data, trajectories coloured by their expert, the gate
 pi(z, t), the responsibilities of eq. (12), and W2 / straightness against T. The default view
 loads a shipped checkpoint; other settings train in seconds and are kept while the app
 process runs.
@@ -119,8 +119,13 @@ def sidebar() -> dict:
     train_seed = sb.number_input(
         "Training seed", *TRAIN_SEED_RANGE, value=DEFAULTS.train_seed, step=1, key="train_seed"
     )
-    if method != "moefm":
+    if not method.startswith("moefm"):
         sb.caption(f"{METHOD_LABELS[method]} has one expert: K and sigma do not apply.")
+    elif method != "moefm":
+        sb.caption(
+            f"{METHOD_LABELS[method]}: K k-means clusters of the data, one expert each; sigma "
+            "does not apply (moefm.clusters)."
+        )
     sb.header("Sampling")
     solver = sb.selectbox("Solver", SOLVERS, index=SOLVERS.index(DEFAULTS.solver), key="solver")
     routing = sb.selectbox(

@@ -17,7 +17,13 @@ from moefm.sampling import ROUTINGS, SOLVERS
 from moefm.train import METHODS, TrainConfig
 
 DATASETS: tuple[str, ...] = tuple(toy.DATASETS)
-METHOD_LABELS = {"vfm": "VFM", "ot-cfm": "OT-CFM", "moefm": "MoE-FM"}
+METHOD_LABELS = {
+    "vfm": "VFM",
+    "ot-cfm": "OT-CFM",
+    "moefm": "MoE-FM",
+    "moefm-cluster": "MoE-FM, path-consistent (one expert per cluster)",
+    "moefm-cluster-ot": "MoE-FM, path-consistent, OT pairs",
+}
 K_RANGE = (1, 10)
 # a log-spaced ladder: sigma matters by orders of magnitude (App. A.3: hard vs. soft assignment)
 SIGMAS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -110,7 +116,7 @@ class Settings:
     @property
     def experts(self) -> int:
         """Experts actually trained: 1 for the VFM and OT-CFM baselines."""
-        return self.K if self.method == "moefm" else 1
+        return self.K if self.method.startswith("moefm") else 1
 
     def train_config(self, fast: bool = False) -> TrainConfig:
         """The :class:`~moefm.train.TrainConfig` this view's model is trained with.
