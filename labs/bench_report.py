@@ -63,6 +63,13 @@ def datasets(rows: Sequence[dict[str, Any]]) -> list[str]:
     return sorted({r["dataset"] for r in rows})
 
 
+def shown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The data sets notebook 03 shows and discusses (:data:`NOTEBOOK_DATASETS`, those the
+    report has; all of the report's when it has none of them)."""
+    have = datasets(rows)
+    return [d for d in NOTEBOOK_DATASETS if d in have] or have
+
+
 def curves(rows: Sequence[dict[str, Any]]) -> list[Curve]:
     """:data:`CORE`, the mixture mean, and every other MoE-FM routing the report has at the paper's sigma (a new
     routing variant joins the plot without a code change)."""
@@ -80,8 +87,8 @@ def curves(rows: Sequence[dict[str, Any]]) -> list[Curve]:
     return [
         *CORE,
         *([MEAN] if has_mean else []),
-        *(Curve(f"MoE-FM, {r} routing", "moefm", r, PAPER_SIGMA) for r in extra),
         *(c for c in (CLUSTER, CLUSTER_OT) if any(c.matches(r) for r in rows)),
+        *(Curve(f"MoE-FM, {r} routing", "moefm", r, PAPER_SIGMA) for r in extra),
     ]
 
 
@@ -133,7 +140,7 @@ def claims(rows: Sequence[dict[str, Any]]) -> dict[str, bool]:
     A statement whose data the report lacks (a quick run without the sigma sweep, say) is
     ``False``: it cannot be supported.
     """
-    ds = [d for d in NOTEBOOK_DATASETS if d in datasets(rows)] or datasets(rows)
+    ds = shown(rows)
     W = lambda d, c: w2(rows, d, c)  # noqa: E731
     S = lambda d, c: straightness(rows, d, c)  # noqa: E731
     both = lambda f: all(f(d) for d in ds)  # noqa: E731
@@ -236,7 +243,7 @@ def summary(rows: Sequence[dict[str, Any]], steps: Sequence[int] = (1, 2, 4, 8, 
     """A plain-text table: W2 per T (mean +- std over seeds), straightness, training seconds."""
     head = f"{'':>10}  {'method':<28}" + "".join(f"{'T=' + str(T):>15}" for T in steps)
     lines = [head + f"{'straightness':>14}{'train s':>9}"]
-    for d in datasets(rows):
+    for d in shown(rows):
         for c in curves(rows):
             T, mean, std = series(rows, d, c)
             if not T:
@@ -261,7 +268,7 @@ def plot_w2(
 ) -> Figure:
     """W2 against T per data set, with +-1 std over seeds as error bars and the data floor,
     and the straightness of every flow (log scale) in a last panel."""
-    sets = datasets(rows)
+    sets = shown(rows)
     show = list(show) if show is not None else curves(rows)
     fig = Figure(figsize=(4.6 * len(sets) + 3.8, 3.8), layout="constrained")
     axes = fig.subplots(1, len(sets) + 1)
