@@ -327,8 +327,9 @@ class YAN(nn.Module):
             self.train(was_training)
         if keep_visible:
             kept = aligned_source_ids(src, src_mask, out.tokens.shape[1], self.config.mask_id)
+            kept = kept.to(out.tokens.device)  # the sources may still be on the host
             keep = (kept != self.config.mask_id) & out.mask
-            out.tokens = torch.where(keep, kept.to(out.tokens.device), out.tokens)
+            out.tokens = torch.where(keep, kept, out.tokens)
         return out
 
     def _generate(
