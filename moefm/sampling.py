@@ -116,6 +116,7 @@ def sample(
     return_trajectory: bool = False,
     rtol: float = 1e-5,
     atol: float = 1e-5,
+    experts: torch.Tensor | None = None,
 ) -> SampleResult:
     """Integrate ``dz/dt = u(z, t)`` from ``t = 0`` to ``1`` starting at noise ``z0``.
 
@@ -131,6 +132,10 @@ def sample(
         routing: ``frozen`` (paper), ``argmax``, ``resample`` or ``mean``; see the module doc.
         cond: passed unchanged to ``model.features``.
         generator: seeds the expert draws.
+        experts: frozen routing with the expert of every position given instead of drawn,
+            long ``z0.shape[:-1]`` (e.g. the cluster of a training pair, so a path-consistent
+            flow is unrolled along the expert that owns the pair; see
+            :mod:`moefm.clusters`). Only with ``routing = "frozen"``.
         return_trajectory: also return the states on the grid ``t_i = i / steps``.
 
     Gradients flow through the unrolled solver (the stage-2 CE of eq. 11 needs them); wrap the
@@ -151,6 +156,15 @@ def sample(
         raise ValueError(f"empty batch: z0 has shape {tuple(z0.shape)}")
     check_finite("z0", z0)
     router = _Router(model, routing, generator)
+    if experts is not None:
+        if routing != "frozen":
+            raise ValueError(f"experts are given for frozen routing only, got routing={routing!r}")
+        if experts.dtype != torch.long or tuple(experts.shape) != tuple(z0.shape[:-1]):
+            raise ValueError(
+                f"experts must be a long tensor of shape {tuple(z0.shape[:-1])}, got "
+                f"{experts.dtype} {tuple(experts.shape)}"
+            )
+        router.frozen = experts
     nfe = 0
 
     def f(z: torch.Tensor, t: float) -> torch.Tensor:

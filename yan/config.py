@@ -27,6 +27,7 @@ ARCHS = ("transformer", "mamba")
 NLL_REDUCTIONS = ("mean", "dim", "sum")
 FLOW_PARAMS = ("velocity", "endpoint")
 FLOW_STARTS = ("noise", "source")
+EXPERT_ASSIGNMENTS = ("responsibility", "cluster")
 
 
 @dataclass
@@ -152,6 +153,19 @@ class YANConfig:
             expert's endpoint, and cancelling the start's noise is built in instead of
             learnt (a velocity head must learn ``u ~ -z0``, a 256-d identity map).
             ["velocity"]
+        expert_assignment: which expert a training pair teaches (see
+            :mod:`moefm.clusters`). ``"responsibility"``: eq. (5), every expert in proportion
+            to its responsibility (eq. 12), computed afresh at each (z_t, t); at sigma = 0.1
+            they are winner-take-all, one expert takes almost every token and the gate still
+            gives the others 10-15% at t = 0, which frozen routing samples and keeps for the
+            whole path. ``"cluster"``: path-consistent MoE-FM. Before stage 2, k-means
+            splits the target latents E(tgt) of the first training batches into K clusters
+            (their centres are a buffer of the flow, saved with it); a pair then trains only
+            the expert of its target's cluster (eq. 5 with the assignment known: the
+            squared error of that expert at sigma, minus log pi of it), so the gate learns
+            by cross-entropy which cluster each target token falls in, and the expert that
+            frozen routing draws at t = 0 is the one trained on that token's paths.
+            ["responsibility"]
     """
 
     arch: str = "transformer"
@@ -194,6 +208,7 @@ class YANConfig:
     start_noise: float = 0.5
     source_input: bool = False
     flow_param: str = "velocity"
+    expert_assignment: str = "responsibility"
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -274,6 +289,7 @@ class YANConfig:
             ("nll_reduction", NLL_REDUCTIONS),
             ("flow_start", FLOW_STARTS),
             ("flow_param", FLOW_PARAMS),
+            ("expert_assignment", EXPERT_ASSIGNMENTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -395,6 +411,7 @@ PAPER_LITERAL: dict[str, Any] = dict(
     flow_start="noise",
     source_input=False,
     flow_param="velocity",
+    expert_assignment="responsibility",
 )
 
 PRESETS: dict[str, dict[str, Any]] = {

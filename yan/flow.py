@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moefm.clusters import kmeans_labels
 from moefm.heads import MoEHead
 from moefm.losses import moefm_nll
 from moefm.models import time_embedding
@@ -142,10 +143,55 @@ class LatentFlow(nn.Module):
         nn.init.zeros_(self.ada_out[1].weight)
         nn.init.zeros_(self.ada_out[1].bias)
         self.head = MoEHead(d, m, cfg.K, gate_hidden=cfg.gate_hidden, gate_in=2 * d + m)
+        # expert_assignment = "cluster": the k-means centres of the target latents, one per
+        # expert; NaN until fit_centres (a stage-1 checkpoint has none), saved with the flow
+        self.register_buffer(
+            "centres",
+            torch.full((cfg.K, m), float("nan")) if cfg.expert_assignment == "cluster" else None,
+        )
+        self._register_load_state_dict_pre_hook(_centres_default, with_module=True)
 
     @property
     def K(self) -> int:
         return self.head.K
+
+    # ---- path-consistent experts (expert_assignment = "cluster", moefm.clusters) ----
+    @property
+    def needs_centres(self) -> bool:
+        """True for a clustered flow whose centres have not been fitted yet."""
+        return self.centres is not None and not bool(torch.isfinite(self.centres).all())
+
+    @torch.no_grad()
+    def fit_centres(self, latents: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """k-means of target latents ``(n, m)`` into the K expert clusters; sets and returns
+        the centres ``(K, m)`` (:func:`moefm.clusters.kmeans_labels`)."""
+        if self.centres is None:
+            raise ValueError(
+                'fit_centres needs expert_assignment = "cluster"; this flow assigns pairs by '
+                "responsibility (eq. 5)"
+            )
+        if latents.dim() != 2 or latents.shape[1] != self.cfg.latent_dim:
+            raise ValueError(
+                f"latents must have shape (n, {self.cfg.latent_dim}), got {tuple(latents.shape)}"
+            )
+        if not bool(torch.isfinite(latents).all()):
+            raise ValueError("latents hold NaN or inf: the encoder has diverged")
+        _, centres = kmeans_labels(latents.float(), self.K, seed=seed)
+        self.centres.copy_(centres.to(self.centres))
+        return self.centres
+
+    def cluster_of(self, z1: torch.Tensor) -> torch.Tensor:
+        """The expert cluster of every target latent ``(..., m)``: its nearest centre,
+        long ``(...)``."""
+        if self.centres is None or self.needs_centres:
+            raise ValueError(
+                "this clustered flow has no centres yet: fit them on target latents with "
+                "LatentFlow.fit_centres (yan train does so at the start of stage 2)"
+            )
+        centres = self.centres.to(z1.dtype)
+        # ||z - c||^2 up to the per-token constant ||z||^2
+        score = (centres * centres).sum(-1) - 2 * z1 @ centres.T
+        return score.argmin(-1)
 
     def condition(
         self,
@@ -257,6 +303,17 @@ class LatentFlow(nn.Module):
         return self._velocity(self.head.expert(feats.h, idx), feats, expert_axis=False)
 
 
+def _centres_default(module, state_dict, prefix, *args) -> None:
+    """Load hook: a checkpoint without centres (a stage-1 model, or one trained with
+    responsibilities) leaves a clustered flow's centres unfitted instead of failing; centres
+    that a responsibility-assigned flow has no use for are dropped."""
+    key = prefix + "centres"
+    if module.centres is not None and key not in state_dict:
+        state_dict[key] = torch.full_like(module.centres, float("nan"))
+    elif module.centres is None:
+        state_dict.pop(key, None)
+
+
 def aligned_source(
     src_latent: torch.Tensor, src_mask: torch.Tensor | None, tgt_mask: torch.Tensor | None
 ) -> torch.Tensor:
@@ -340,8 +397,11 @@ def latent_flow_loss(
       of :meth:`LatentFlow.start`), ``z_t = t z1 + (1 - t) z0``, NLL of ``u* = z1 - z0``
       under the K-expert mixture, over real tokens; divided by m with
       ``nll_reduction = "mean"``, with sigma per dimension (sigma * sqrt(m)) with ``"dim"``.
+      With ``expert_assignment = "cluster"`` the mixture has one known component, the
+      expert of the target latent's cluster: ``||u_c - u*||^2 / (2 sigma^2) - log pi_c``.
     - L_CE: integrate ``cfg.train_steps`` Euler steps from the same ``z0`` with frozen routing
-      (experts drawn at ``t = 0``), decode ``z1_hat`` and score it against ``tgt``. Gradients
+      (experts drawn at ``t = 0``; a clustered flow uses each pair's own cluster), decode
+      ``z1_hat`` and score it against ``tgt``. Gradients
       flow through the unrolled solver into the flow (and through the decoder, whose own
       parameters stay fixed when frozen).
     - plus ``alpha_length`` times the length head's CE (our addition, see :class:`LengthHead`).
@@ -363,7 +423,14 @@ def latent_flow_loss(
     m = z1.shape[-1]
     # "dim": sigma per dimension, i.e. sigma * sqrt(m) on the summed squared distance
     sigma = cfg.sigma * m**0.5 if cfg.nll_reduction == "dim" else cfg.sigma
-    nll = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, sigma, mask=tgt_mask)
+    labels = None
+    if flow.centres is None:  # eq. (5): the expert of a pair is inferred (responsibilities)
+        u_experts, log_pi = flow.fields(feats), flow.log_pi(feats)
+    else:  # path-consistent: the pair's cluster is its expert, eq. (5) with it known
+        labels = flow.cluster_of(z1.detach())
+        u_experts = flow.field(feats, labels).unsqueeze(-2)
+        log_pi = flow.log_pi(feats).gather(-1, labels.unsqueeze(-1))
+    nll = moefm_nll(u_experts, log_pi, path.u_target, sigma, mask=tgt_mask)
     if cfg.nll_reduction == "mean":  # per latent dimension: comparable with the per-token CE
         nll = nll / m
     zero = nll.new_zeros(())
@@ -377,6 +444,10 @@ def latent_flow_loss(
             routing="frozen",
             cond=cond,
             generator=generator,
+            # a clustered flow is unrolled along the pair's own expert: the CE then teaches
+            # expert c to land on targets of cluster c, never a drawn expert to land on a
+            # target of another cluster (which would undo the regression above)
+            experts=labels,
         ).z1
         logits = decoder(z1_hat)
         if bool(tgt_mask.any()):

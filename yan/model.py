@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -213,6 +213,34 @@ class YAN(nn.Module):
             generator=generator,
             ce_weight=ce_weight,
         )
+
+    @torch.no_grad()
+    def fit_expert_clusters(
+        self, batches: Iterable[Seq2SeqBatch], max_tokens: int = 16_384, seed: int = 0
+    ) -> torch.Tensor:
+        """``expert_assignment = "cluster"``: fit the flow's K cluster centres by k-means on the
+        target latents ``E_phi(tgt)`` of ``batches`` (real tokens, at most ``max_tokens`` of
+        them, a seeded subsample); returns the centres ``(K, m)``."""
+        if max_tokens < self.config.K:
+            raise ValueError(f"max_tokens must be >= K={self.config.K}, got {max_tokens}")
+        was_training = self.training
+        self.eval()
+        latents, n = [], 0
+        for batch in batches:
+            batch = self._check_batch(batch.to(self.device))
+            z = self.encoder(batch.tgt, batch.tgt_mask)[batch.tgt_mask]
+            latents.append(z.float().cpu())
+            n += z.shape[0]
+            if n >= max_tokens:
+                break
+        self.train(was_training)
+        if not latents:
+            raise ValueError("fit_expert_clusters got no batches")
+        z = torch.cat(latents)
+        if z.shape[0] > max_tokens:
+            pick = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))
+            z = z[pick[:max_tokens]]
+        return self.flow.fit_centres(z, seed=seed)
 
     def stage_parameters(self, stage: int) -> list[nn.Parameter]:
         """The parameters to optimise in ``stage`` (1 or 2), and freeze the rest accordingly.

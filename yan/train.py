@@ -48,6 +48,7 @@ existing metrics history unless ``--overwrite`` says so. See docs/reliability.md
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -86,6 +87,7 @@ from yan.distributed import (
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    broadcast_object,
     init_distributed,
     main_first,
     main_only,
@@ -130,6 +132,9 @@ from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer, get_tokenizer
 
 STAGES = ("1", "2", "finetune")
 DEFAULT_TASK = {"1": "pretrain", "2": "infill"}
+# expert_assignment = "cluster": k-means runs on the target latents of this many first
+# training batches (fit_expert_clusters then keeps at most 16,384 tokens of them)
+CLUSTER_FIT_BATCHES = 64
 MIN_BPE_VOCAB = 512  # a byte-level BPE needs 256 bytes + specials; below this it is all bytes
 
 # Config fields that only shape the loss or the training dynamics, not any parameter: these may
@@ -158,6 +163,7 @@ TRAINING_FIELDS = frozenset(
         "flow_start",
         "start_noise",
         "flow_param",
+        "expert_assignment",
     }
 )
 # Run settings a --resume must share with the checkpoint to continue the same loss curve.
@@ -923,6 +929,8 @@ class Trainer:
             self.model.load_state_dict(loaded.state_dict())
         self.params = trainable_parameters(self.model, self.stage)
         self.model.to(env.device).train()
+        if self.stage == 2 and self.model.flow.needs_centres:
+            self._fit_centres()
         self.optimizer = build_optimizer(self.params, setup.lr, weight_decay=args.weight_decay)
         self.scheduler = warmup_constant(self.optimizer, args.warmup)
         seed = rank_seed(args.seed, env.rank)
@@ -944,6 +952,20 @@ class Trainer:
         )
         self.log = MetricsLog(args.out / METRICS_FILE, env.is_main)
         self.dump: dict[str, list[Any]] = {"local_loss": [], "data_sum": []}
+
+    def _fit_centres(self) -> None:
+        """``expert_assignment = "cluster"``: k-means of the target latents of the first
+        training batches (:meth:`YAN.fit_expert_clusters`) on rank 0, sent to every rank. The
+        data position is rewound, so training still starts with those batches."""
+        centres = None
+        if self.env.is_main:
+            source = self.data.train
+            position = copy.deepcopy(source.state_dict())
+            first = islice(iter(source), CLUSTER_FIT_BATCHES)
+            centres = self.model.fit_expert_clusters(first, seed=self.args.seed).cpu()
+            source.load_state_dict(position)
+        centres = broadcast_object(centres, self.env)
+        self.model.flow.centres.copy_(centres.to(self.model.flow.centres))
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Optimiser, scheduler, this rank's RNG states and data position from a checkpoint."""

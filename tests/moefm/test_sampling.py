@@ -119,6 +119,22 @@ def test_flow_model_frozen_expert_constant_along_trajectory():
             torch.testing.assert_close(v, chosen, rtol=1e-4, atol=1e-5)
 
 
+def test_given_experts_replace_the_draw_at_t0():
+    """``experts=`` is frozen routing with the draw given: the same path as a seeded draw that
+    happened to pick those experts, and no draw at all (no generator is consumed)."""
+    torch.manual_seed(0)
+    model = FlowModel.mlp(2, K=4, hidden=32, depth=2)
+    z0 = torch.randn(64, 2)
+    drawn = sample(model, z0, 5, generator=torch.Generator().manual_seed(3))
+    given = sample(model, z0, 5, experts=drawn.experts.clone())
+    torch.testing.assert_close(given.z1, drawn.z1)
+    assert torch.equal(given.experts, drawn.experts)
+    with pytest.raises(ValueError, match="frozen routing only"):
+        sample(model, z0, 5, routing="mean", experts=drawn.experts)
+    with pytest.raises(ValueError, match="long tensor of shape"):
+        sample(model, z0, 5, experts=drawn.experts.float())
+
+
 def test_seeded_sampling_is_reproducible():
     model = FlowModel.mlp(2, K=4, hidden=16, depth=1)
     z0 = torch.randn(32, 2)

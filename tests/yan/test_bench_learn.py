@@ -281,7 +281,10 @@ def test_cli_runs_learn(monkeypatch, tmp_path):
     bench_main(["learn", "--quick", "--json", str(tmp_path / "r.json"), "--work", str(tmp_path)])
     assert called["cfg"].stage2_steps == LearnConfig.quick().stage2_steps
     assert called["cfg"].work == tmp_path and called["json"] == tmp_path / "r.json"
+    assert called["cfg"].overrides == {}
     assert torch.get_num_threads() >= 1
+    bench_main(["learn", "--quick", "--set", "expert_assignment=cluster", "--set", "K=12"])
+    assert called["cfg"].overrides == {"expert_assignment": "cluster", "K": 12}
 
 
 def test_ngram_filler_backs_off_from_pair_to_left_neighbour_to_unigram():

@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         "if present, else one is trained)",
     )
     p.add_argument("--work", type=Path, help="quality/isotropy/learn: folder for trained models")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="learn: a YANConfig field for every YAN run (an ablation, e.g. "
+        "expert_assignment=cluster; use another --work); repeatable",
+    )
     return p
 
 
@@ -112,6 +121,10 @@ def run(ns: argparse.Namespace) -> dict[str, dict[str, Path]]:
             lcfg.work = ns.work
         if ns.device is not None:
             lcfg.device = ns.device
+        if ns.overrides:
+            from yan.train import parse_override
+
+            lcfg.overrides = {**lcfg.overrides, **dict(map(parse_override, ns.overrides))}
         json_path = ns.json if ns.mode == "learn" else None
         written["learn"] = learn_main(lcfg, ns.out, json_path)
     if ns.mode in ("isotropy", "all"):
