@@ -164,7 +164,12 @@ class LatentFlow(nn.Module):
     @torch.no_grad()
     def fit_centres(self, latents: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """k-means of target latents ``(n, m)`` into the K expert clusters; sets and returns
-        the centres ``(K, m)`` (:func:`moefm.clusters.kmeans_labels`)."""
+        the centres ``(K, m)`` (:func:`moefm.clusters.kmeans_labels`).
+
+        Targets with at most K distinct latents (a label set: "positive" and "negative" are
+        2 x 3 token latents) get one centre per distinct latent; the rest repeat the last
+        one and are never assigned (ties go to the first centre), so their experts only
+        train through the CE term."""
         if self.centres is None:
             raise ValueError(
                 'fit_centres needs expert_assignment = "cluster"; this flow assigns pairs by '
@@ -176,7 +181,12 @@ class LatentFlow(nn.Module):
             )
         if not bool(torch.isfinite(latents).all()):
             raise ValueError("latents hold NaN or inf: the encoder has diverged")
-        _, centres = kmeans_labels(latents.float(), self.K, seed=seed)
+        distinct = torch.unique(latents.float(), dim=0)
+        if distinct.shape[0] <= self.K:
+            pad = distinct[-1:].expand(self.K - distinct.shape[0], -1)
+            centres = torch.cat([distinct, pad])
+        else:
+            _, centres = kmeans_labels(latents.float(), self.K, seed=seed)
         self.centres.copy_(centres.to(self.centres))
         return self.centres
 
@@ -399,7 +409,7 @@ def latent_flow_loss(
       ``nll_reduction = "mean"``, with sigma per dimension (sigma * sqrt(m)) with ``"dim"``.
       With ``expert_assignment = "cluster"`` the mixture has one known component, the
       expert of the target latent's cluster: ``||u_c - u*||^2 / (2 sigma^2) - log pi_c``.
-    - L_CE: integrate ``cfg.train_steps`` Euler steps from the same ``z0`` with frozen routing
+    - L_CE: integrate ``cfg.train_steps`` Euler steps (or a draw from ``cfg.ce_steps``) from the same ``z0`` with frozen routing
       (experts drawn at ``t = 0``; a clustered flow uses each pair's own cluster), decode
       ``z1_hat`` and score it against ``tgt``. Gradients
       flow through the unrolled solver into the flow (and through the decoder, whose own
@@ -436,10 +446,14 @@ def latent_flow_loss(
     zero = nll.new_zeros(())
     ce, accuracy = zero, zero
     if cfg.alpha_ce > 0:
+        steps = cfg.train_steps
+        if cfg.ce_steps:  # a T per batch, drawn with the loss's own generator
+            pick = torch.randint(len(cfg.ce_steps), (1,), generator=generator, device=device)
+            steps = cfg.ce_steps[int(pick)]
         z1_hat = sample(
             flow,
             z0,
-            cfg.train_steps,
+            steps,
             solver="euler",
             routing="frozen",
             cond=cond,

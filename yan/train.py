@@ -145,6 +145,7 @@ TRAINING_FIELDS = frozenset(
         "dropout",
         "sigma",
         "train_steps",
+        "ce_steps",
         "lambda_ce",
         "lambda_mmd",
         "lambda_scale",
@@ -929,8 +930,11 @@ class Trainer:
             self.model.load_state_dict(loaded.state_dict())
         self.params = trainable_parameters(self.model, self.stage)
         self.model.to(env.device).train()
-        if self.stage == 2 and self.model.flow.needs_centres:
-            self._fit_centres()
+        if self.stage == 2 and self.model.flow.centres is not None and setup.saved is None:
+            # fitted once per run: at the start of stage 2, and again when a fine-tune brings
+            # a new task whose targets (e.g. labels) lie elsewhere; a resumed run keeps its own
+            if self.model.flow.needs_centres or args.stage == "finetune":
+                self._fit_centres()
         self.optimizer = build_optimizer(self.params, setup.lr, weight_decay=args.weight_decay)
         self.scheduler = warmup_constant(self.optimizer, args.warmup)
         seed = rank_seed(args.seed, env.rank)

@@ -93,6 +93,8 @@ def test_our_deviations_and_the_paper_literal_recipe():
         ("mask_id", 64, "mask_id"),
         ("conv_kernel", 2, "conv_kernel must be 0"),
         ("conv_kernel", -1, "conv_kernel must be 0"),
+        ("ce_steps", (3, 0), "ce_steps must be Euler step counts >= 1"),
+        ("ce_steps", (2.5,), "ce_steps must be a list of integers"),
     ],
 )
 def test_new_fields_are_validated(field, value, match):
@@ -104,7 +106,8 @@ def test_configs_saved_before_the_deviations_load_with_the_paper_values():
     old = preset("tiny").to_dict()
     for key in ("stage1_mask_rate", "mmd_scale_bandwidths", "nll_reduction", "memory_positions",
                 "flow_start", "start_noise", "mask_id", "stage1_mask_span", "masked_ce_weight",
-                "source_input", "flow_param", "conv_kernel"):  # fmt: skip
+                "source_input", "flow_param", "conv_kernel", "expert_assignment",
+                "ce_steps"):  # fmt: skip
         old.pop(key)
     cfg = YANConfig.from_dict(old)
     assert cfg == preset("tiny").paper_literal()

@@ -333,3 +333,22 @@ def test_endpoint_fields_are_the_velocities_of_endpoint_predictions():
     idx = torch.randint(0, cfg.K, z.shape[:2])
     chosen = flow.fields(feats).gather(2, idx[..., None, None].expand(-1, -1, 1, z.shape[-1]))
     torch.testing.assert_close(flow.field(feats, idx), chosen.squeeze(2))
+
+
+@pytest.mark.parametrize("ce_steps", [(), (1, 3, 8)])
+def test_the_ce_unroll_draws_its_steps_from_ce_steps(monkeypatch, ce_steps):
+    cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
+        ce_steps=ce_steps, train_steps=2
+    )
+    seen = []
+
+    def spy(model, z0, steps, **kwargs):
+        seen.append(steps)
+        return sample(model, z0, steps, **kwargs)
+
+    monkeypatch.setattr("yan.flow.sample", spy)
+    gen = torch.Generator().manual_seed(0)
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    for _ in range(12):
+        latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, cfg, generator=gen)
+    assert set(seen) == (set(ce_steps) or {2})  # every value drawn in 12 batches, or fixed
