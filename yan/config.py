@@ -182,9 +182,9 @@ class YANConfig:
             Measured (small, wiki-mini, 400 stage-1 + 100 stage-2 steps, 100 held-out
             examples, frozen / argmax routing, percent): ``"cluster"`` closes the frozen vs
             argmax gap (copy at T = 8: 99.4 / 99.4, with responsibilities 97.3 / 99.4;
-            infilling, all tokens at T = 8: 92.2 / 92.1, with responsibilities 90.1 / 92.6)
-            but loses masked tokens at T >= 3 (2.6-3.4% frozen against 7.0%; at T = 1 7.5%
-            against 8.1%): a path-consistent flow carries a masked token to a token of the
+            infilling, all tokens at T = 8: 92.2 / 92.0, with responsibilities 90.1 / 92.6)
+            but loses masked tokens at T >= 3 (2.6% frozen at T = 3 and 8 against 7.0%; at
+            T = 1 7.5% against 8.1%): a path-consistent flow carries a masked token to a token of the
             drawn cluster, and the gate names the right cluster for only 43% of them (given
             the true cluster the same flow fills 14-15% of masked tokens). So it stays off.
     """

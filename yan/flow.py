@@ -400,6 +400,7 @@ def latent_flow_loss(
     length_head: LengthHead | None = None,
     generator: torch.Generator | None = None,
     ce_weight: torch.Tensor | None = None,
+    ce_steps: int | None = None,
 ) -> FlowLoss:
     """The stage-2 objective of eq. (11): ``alpha_MoE-FM L_MoE-FM + alpha_CE L_CE``.
 
@@ -409,11 +410,11 @@ def latent_flow_loss(
       ``nll_reduction = "mean"``, with sigma per dimension (sigma * sqrt(m)) with ``"dim"``.
       With ``expert_assignment = "cluster"`` the mixture has one known component, the
       expert of the target latent's cluster: ``||u_c - u*||^2 / (2 sigma^2) - log pi_c``.
-    - L_CE: integrate ``cfg.train_steps`` Euler steps (or a draw from ``cfg.ce_steps``) from the same ``z0`` with frozen routing
+    - L_CE: integrate ``cfg.train_steps`` Euler steps (``ce_steps`` when given, else a
+      draw from ``cfg.ce_steps`` when that is set) from the same ``z0`` with frozen routing
       (experts drawn at ``t = 0``; a clustered flow uses each pair's own cluster), decode
-      ``z1_hat`` and score it against ``tgt``. Gradients
-      flow through the unrolled solver into the flow (and through the decoder, whose own
-      parameters stay fixed when frozen).
+      ``z1_hat`` and score it against ``tgt``. Gradients flow through the unrolled solver
+      into the flow (and through the decoder, whose own parameters stay fixed when frozen).
     - plus ``alpha_length`` times the length head's CE (our addition, see :class:`LengthHead`).
 
     Args:
@@ -423,6 +424,9 @@ def latent_flow_loss(
         generator: seeds t, z0 and the expert draws.
         ce_weight: per-token weights ``(B, L)`` of the CE term (``None``: the plain mean),
             e.g. :func:`yan.autoencoder.masked_weight` of the masked source positions.
+        ce_steps: the Euler steps of this batch's CE unroll. ``yan train`` draws them from
+            ``cfg.ce_steps`` per optimiser step with a seed shared by all ranks, so no rank
+            waits for another's longer unroll; ``None`` draws them here with ``generator``.
     """
     b = z1.shape[0]
     device = generator.device if generator is not None else z1.device
@@ -446,8 +450,8 @@ def latent_flow_loss(
     zero = nll.new_zeros(())
     ce, accuracy = zero, zero
     if cfg.alpha_ce > 0:
-        steps = cfg.train_steps
-        if cfg.ce_steps:  # a T per batch, drawn with the loss's own generator
+        steps = cfg.train_steps if ce_steps is None else ce_steps
+        if ce_steps is None and cfg.ce_steps:  # a T per batch, drawn with the loss's generator
             pick = torch.randint(len(cfg.ce_steps), (1,), generator=generator, device=device)
             steps = cfg.ce_steps[int(pick)]
         z1_hat = sample(

@@ -177,7 +177,11 @@ class YAN(nn.Module):
         )
 
     def stage2_loss(
-        self, batch: Seq2SeqBatch, *, generator: torch.Generator | None = None
+        self,
+        batch: Seq2SeqBatch,
+        *,
+        generator: torch.Generator | None = None,
+        ce_steps: int | None = None,
     ) -> FlowLoss:
         """Stage 2, eq. (11): MoE-FM NLL + CE of the decoded Euler endpoint (+ length CE).
 
@@ -212,6 +216,7 @@ class YAN(nn.Module):
             length_head=self.length_head,
             generator=generator,
             ce_weight=ce_weight,
+            ce_steps=ce_steps,
         )
 
     @torch.no_grad()

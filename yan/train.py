@@ -568,18 +568,22 @@ class StageObjective(nn.Module):
         self.model, self.stage = model, stage
 
     def forward(
-        self, batch: Seq2SeqBatch, generator: torch.Generator | None = None
+        self,
+        batch: Seq2SeqBatch,
+        generator: torch.Generator | None = None,
+        ce_steps: int | None = None,
     ) -> dict[str, torch.Tensor]:
         if self.stage == 1:
             out: Any = self.model.stage1_loss(batch, generator=generator)
         else:
-            out = self.model.stage2_loss(batch, generator=generator)
+            out = self.model.stage2_loss(batch, generator=generator, ce_steps=ce_steps)
         return {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
 
 
 def _no_buffer_sync() -> dict[str, bool]:
-    """DDP keyword that skips the per-step buffer broadcast (YAN's only buffers are fixed
-    sinusoidal positions); its name changed in torch 2.13."""
+    """DDP keyword that skips the per-step buffer broadcast (YAN's buffers are fixed
+    sinusoidal positions and the cluster centres, sent to every rank once before training);
+    its name changed in torch 2.13."""
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
     return {key: False}
@@ -1037,6 +1041,15 @@ class Trainer:
             flush=True,
         )
 
+    def ce_steps(self) -> int | None:
+        """This optimiser step's Euler steps for the stage-2 CE unroll (``config.ce_steps``):
+        drawn from the run seed and the step, so every rank and micro-batch unrolls the same
+        T (DDP waits for the slowest rank) and a resumed run draws what it would have."""
+        choices = self.setup.config.ce_steps
+        if self.stage != 2 or not choices:
+            return None
+        return int(np.random.default_rng([self.args.seed, self.step]).choice(choices))
+
     def train_step(self, batches: Iterator[Seq2SeqBatch]) -> tuple[dict[str, float], int]:
         """One optimiser step over ``--grad-accum`` micro-batches; the loss parts averaged over
         micro-batches and ranks, and the tokens processed by all ranks."""
@@ -1045,6 +1058,7 @@ class Trainer:
         total: torch.Tensor | None = None
         names: list[str] = []
         tokens = data_sum = 0
+        ce_steps = self.ce_steps()
         for micro in range(args.grad_accum):
             batch = next(batches, None)
             if batch is None:
@@ -1059,7 +1073,7 @@ class Trainer:
             sync = nullcontext() if last or not env.distributed else self.objective.no_sync()
             with sync:
                 with self.autocast():
-                    parts = self.objective(batch, self.generator)
+                    parts = self.objective(batch, self.generator, ce_steps)
                 (parts["loss"] / args.grad_accum).backward()
             names = list(parts)
             values = torch.stack([parts[k].detach().float() for k in names])

@@ -509,3 +509,26 @@ def test_unaligned_tasks_start_from_noise_unless_told_otherwise():
     assert yan_train.start_for_task(cfg, "infill").flow_start == "source"
     assert yan_train.start_for_task(cfg, "classify").flow_start == "noise"
     assert yan_train.start_for_task(cfg, "qa", explicit=True).flow_start == "source"
+
+
+def test_every_rank_and_micro_batch_of_a_step_unrolls_the_same_ce_steps(
+    stages, corpus, tmp_path, monkeypatch
+):
+    seen: list[int | None] = []
+    loss = YAN.stage2_loss
+
+    def spy(self, batch, *, generator=None, ce_steps=None):
+        if self.training:  # validation draws its own, seeded
+            seen.append(ce_steps)
+        return loss(self, batch, generator=generator, ce_steps=ce_steps)
+
+    monkeypatch.setattr(YAN, "stage2_loss", spy)
+    argv = ["--data", corpus, "--stage", "2", "--init", stages["s1"], "--grad-accum", "2"]
+    argv += ["--max-steps", "6", "--eval-every", "0", "--set", "ce_steps=[1,2,3,8]", *FAST]
+    run(*argv, "--out", tmp_path / "a")
+    first = list(seen)
+    assert first[0::2] == first[1::2]  # the two micro-batches of a step
+    assert set(first) <= {1, 2, 3, 8} and len(set(first)) > 1
+    seen.clear()
+    run(*argv, "--out", tmp_path / "b", "--seed", "0")
+    assert seen == first  # a function of the seed and the step, as a resume needs
