@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from yan import data as yan_data
 from yan.bench.learn import NgramFiller, decode_source, token_scores
 from yan.model import YAN
 from yan.plot_run import plot_run
+from yan.threads import apply_threads
 from yan.tokenizer import YanTokenizer
 from yan.train import TrainArgs, train
 
@@ -108,8 +108,7 @@ def _show(tok: YanTokenizer, ids: list[int]) -> str:
 
 def run(ns: argparse.Namespace) -> dict[str, Any]:
     """Train both stages, evaluate on the held-out split, print and save the results."""
-    if ns.threads:
-        torch.set_num_threads(ns.threads)
+    apply_threads(ns.threads)
     out = Path(ns.out)
     start = time.perf_counter()
     s1, s2 = out / "stage1", out / "stage2"
@@ -210,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-examples", type=int, default=256, help="held-out examples scored")
     p.add_argument("--sample-steps", type=int, default=4, help="Euler steps when generating")
     p.add_argument("--examples", type=int, default=4, help="infilling examples printed")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: the cores idle at the start, see yan.threads)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 

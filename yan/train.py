@@ -128,6 +128,7 @@ from yan.run_state import (
     set_aside,
     set_rng_state,
 )
+from yan.threads import apply_threads
 from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer, get_tokenizer
 
 STAGES = ("1", "2", "finetune")
@@ -1037,7 +1038,8 @@ class Trainer:
             f"params ({n_train / 1e6:.2f}M trainable) | data {self.data.description} | "
             f"tokenizer {s.tok.name} ({s.tok.vocab_size} ids) | {self.env.world_size} x "
             f"{self.env.device.type}, batch {s.micro} x accum {a.grad_accum} x "
-            f"{self.env.world_size} = {a.batch_size} | lr {s.lr:g}, warm-up {a.warmup} | {where}",
+            f"{self.env.world_size} = {a.batch_size} | lr {s.lr:g}, warm-up {a.warmup} | "
+            f"{torch.get_num_threads()} CPU threads | {where}",
             flush=True,
         )
 
@@ -1312,6 +1314,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strict", action="store_true", help="error on texts longer than --max-len")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: the cores idle at the start, see yan.threads; "
+        "OMP_NUM_THREADS wins when set)",
+    )
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cache-dir", help="data cache folder (default $YAN_DATA_CACHE)")
@@ -1375,6 +1383,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser = build_parser()
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        apply_threads(ns.threads)
         return train(args_from_cli(ns))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         exit_with_error(parser.prog, err)
