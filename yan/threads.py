@@ -13,7 +13,8 @@ others. Measured on a 2-core machine (``small`` preset, stage 1, batch 16, steps
 So ``yan train`` and ``yan demo`` take, by default, one thread per core that is idle when the
 run starts (:func:`pick_threads`): all of them on an idle machine, fewer next to a busy
 process. A load that starts later is not followed; ``--threads N`` sets the count, and an
-``OMP_NUM_THREADS`` in the environment (``torchrun`` sets it) is left to torch.
+``OMP_NUM_THREADS`` in the environment (``torchrun`` sets it) is left to torch. A resumed
+``yan train`` takes the count of its checkpoint instead, to continue bit-identically.
 """
 
 from __future__ import annotations

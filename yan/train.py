@@ -128,7 +128,7 @@ from yan.run_state import (
     set_aside,
     set_rng_state,
 )
-from yan.threads import apply_threads
+from yan.threads import apply_threads, pick_threads
 from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer, get_tokenizer
 
 STAGES = ("1", "2", "finetune")
@@ -179,7 +179,9 @@ class TrainArgs:
     ``batch_size`` is global (summed over processes and accumulation steps); ``lr`` ``None``
     means the paper's rate for the stage (1e-4 pretraining, 1e-5 fine-tuning); ``max_len``
     ``None`` means the config's; ``task`` ``None`` means ``pretrain`` (stage 1) or ``infill``
-    (stage 2). See ``yan train --help`` for the rest.
+    (stage 2); ``threads`` ``None`` keeps torch's count (the CLI has picked the idle cores,
+    :mod:`yan.threads`), except that a resumed run takes the count its checkpoint was trained
+    with, so that it continues bit-identically. See ``yan train --help`` for the rest.
     """
 
     out: Path
@@ -211,6 +213,7 @@ class TrainArgs:
     stream: bool = False
     strict: bool = False
     device: str = "auto"
+    threads: int | None = None
     precision: str = "auto"
     progress: bool = True
     cache_dir: str | None = None
@@ -925,6 +928,8 @@ class Trainer:
     def __init__(self, args: TrainArgs, env: DistEnv, setup: _Setup, data: RunData) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
         self.stage = loss_stage(args.stage)
+        if args.threads is not None:
+            torch.set_num_threads(pick_threads(args.threads))
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)  # the same initial weights on every rank
@@ -996,6 +1001,9 @@ class Trainer:
         self.data.train.load_state_dict(mine["data"])
         self.step, self.elapsed = int(saved["step"]), float(saved["elapsed"])
         self.tokens, self.last_saved = int(saved["tokens"]), self.step
+        if self.args.threads is None and saved.get("threads"):
+            # CPU reductions split work by thread: the same count continues bit-identically
+            torch.set_num_threads(int(saved["threads"]))
 
     def autocast(self) -> Any:
         """bf16 autocast on CUDA (App. B.3 runs on H200s); full precision on CPU by default."""
@@ -1133,6 +1141,7 @@ class Trainer:
                 "step": self.step,
                 "elapsed": self.elapsed,
                 "tokens": self.tokens,
+                "threads": torch.get_num_threads(),
                 "run": self.setup.run,
                 "scheduler": self.scheduler.state_dict(),
                 "ranks": ranks,
@@ -1370,6 +1379,7 @@ def args_from_cli(ns: argparse.Namespace) -> TrainArgs:
         strict=ns.strict,
         device=ns.device,
         precision=ns.precision,
+        threads=ns.threads,
         progress=not ns.no_progress,
         cache_dir=ns.cache_dir,
         debug_rank_dump=ns.debug_rank_dump,
@@ -1382,11 +1392,14 @@ def main(argv: list[str] | None = None) -> TrainResult:
     """``yan train ...`` / ``python -m yan.train ...``: bad input exits with a one-line error."""
     parser = build_parser()
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    before = torch.get_num_threads()
     try:
         apply_threads(ns.threads)
         return train(args_from_cli(ns))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         exit_with_error(parser.prog, err)
+    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+        torch.set_num_threads(before)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from yan.run_state import (
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--batch-size", "4", "--warmup", "2", "--log-every", "1", "--eval-every", "0"]
 FAST += ["--eval-batches", "1", "--no-progress", "--save-every", "2"]
+FAST += ["--threads", "1"]  # as the killed subprocesses (OMP_NUM_THREADS=1): same sums
 pytestmark = pytest.mark.usefixtures("isolated_data_cache")
 
 

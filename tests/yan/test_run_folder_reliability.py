@@ -40,7 +40,7 @@ from yan.run_state import (
 from yan.tokenizer import YanTokenizer
 
 FAST = ["--batch-size", "4", "--warmup", "2", "--log-every", "1", "--eval-every", "0"]
-FAST += ["--eval-batches", "1", "--no-progress"]
+FAST += ["--eval-batches", "1", "--no-progress", "--threads", "1"]
 pytestmark = pytest.mark.usefixtures("isolated_data_cache")
 
 

@@ -532,3 +532,26 @@ def test_every_rank_and_micro_batch_of_a_step_unrolls_the_same_ce_steps(
     seen.clear()
     run(*argv, "--out", tmp_path / "b", "--seed", "0")
     assert seen == first  # a function of the seed and the step, as a resume needs
+
+
+def test_a_resumed_run_trains_with_the_thread_count_it_was_saved_with(corpus, tmp_path, monkeypatch):
+    from yan.run_state import STATE_FILE
+
+    out = tmp_path / "run"
+    base = ["--preset", "tiny", "--data", corpus, "--out", out, "--save-every", "2", *FAST]
+    before = torch.get_num_threads()
+    run(*base, "--max-steps", "2", "--threads", "1")
+    assert torch.get_num_threads() == before  # the CLI gives the caller its setting back
+    saved = json.loads((checkpoint_dirs(out)[-1] / STATE_FILE).read_text())
+    assert saved["threads"] == 1
+    seen = []
+    loss = YAN.stage1_loss
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(YAN, "stage1_loss", spy)
+    monkeypatch.setattr(yan_train, "apply_threads", lambda n: torch.set_num_threads(2) or 2)
+    run(*base, "--max-steps", "4", "--resume")  # no --threads: the checkpoint's count
+    assert seen and set(seen) == {1}
