@@ -534,7 +534,9 @@ def test_every_rank_and_micro_batch_of_a_step_unrolls_the_same_ce_steps(
     assert seen == first  # a function of the seed and the step, as a resume needs
 
 
-def test_a_resumed_run_trains_with_the_thread_count_it_was_saved_with(corpus, tmp_path, monkeypatch):
+def test_a_resumed_run_trains_with_the_thread_count_it_was_saved_with(
+    corpus, tmp_path, monkeypatch
+):
     from yan.run_state import STATE_FILE
 
     out = tmp_path / "run"
