@@ -86,7 +86,9 @@ class MoEHead(nn.Module):
         g = self._input(g, self.gate_in, "gate input g")
         if self.gate is None:  # K = 1: log pi = 0, exactly VFM
             return g.new_zeros(*g.shape[:-1], 1)
-        return torch.log_softmax(self.gate(g), dim=-1)
+        logits = self.gate(g)
+        # normalised in at least float32: a bfloat16 model's routing draws from these
+        return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
 
     def expert(self, h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The chosen expert's velocity per position, ``(..., m)``, computing no other expert.

@@ -77,7 +77,12 @@ class Decoder(nn.Module):
         self.lm_head = nn.Linear(m, cfg.vocab_size, bias=False)
 
     def hidden(self, z: torch.Tensor) -> torch.Tensor:
-        """The residual FFN ``z + W2 gelu(W1 LN(z))``, shape of ``z``."""
+        """The residual FFN ``z + W2 gelu(W1 LN(z))``, shape of ``z``, in the weights' dtype.
+
+        The latents may come in a wider dtype than the weights (a bfloat16 model decodes the
+        float32 state of the flow, see :func:`yan.flow.state_dtype`): they are cast first.
+        """
+        z = z.to(self.fc1.weight.dtype)
         return z + self.fc2(F.gelu(self.fc1(self.norm(z)), approximate="tanh"))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -126,14 +131,27 @@ class Decoder(nn.Module):
         return torch.cat(out)
 
     def _greedy(self, h: torch.Tensor, vocab_slice: int) -> torch.Tensor:
+        # Two passes, because a max with indices costs 3x a plain amax on CPU (and bf16
+        # argmax 14x): the first pass keeps each row's best value and the slice holding it;
+        # the second recomputes only that slice per row (rows grouped by slice, one matmul
+        # each: N rows in all) and takes its argmax. 512 latents, 128k vocabulary, one CPU
+        # thread: bf16 205 -> 167 ms; fp32 unchanged (~590 ms, bound by the matmuls).
         weight = self.lm_head.weight
         best = h.new_full((h.shape[0],), float("-inf"))
-        arg = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
-        for start in range(0, weight.shape[0], vocab_slice):
-            value, idx = (h @ weight[start : start + vocab_slice].T).max(-1)
+        where = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
+        for i, start in enumerate(range(0, weight.shape[0], vocab_slice)):
+            value = (h @ weight[start : start + vocab_slice].T).amax(-1)
             better = value > best  # strict: an earlier slice keeps ties (lowest id)
             best = torch.where(better, value, best)
-            arg = torch.where(better, idx + start, arg)
+            where = torch.where(better, i, where)
+        arg = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
+        for i in where.unique().tolist():
+            rows = (where == i).nonzero().squeeze(1)
+            start = i * vocab_slice
+            logits = h[rows] @ weight[start : start + vocab_slice].T
+            arg[rows] = (
+                logits.to(torch.promote_types(logits.dtype, torch.float32)).argmax(-1) + start
+            )
         return arg
 
 

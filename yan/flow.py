@@ -36,6 +36,14 @@ from .config import YANConfig
 TIME_FEATURES = 256  # sinusoidal features of t fed to the time MLP (as in DiT)
 
 
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the flow's state ``z_t`` is integrated in for weights of ``dtype``: at least
+    float32. A bfloat16 state (8 bits of mantissa) would round away Euler increments
+    ``dt * u`` below ~0.4% of ``|z|``; the trunk still runs in the weights' dtype (its input is
+    cast in :meth:`LatentFlow.features`), and the state costs ``L x m`` floats."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over the sequence axis of ``x`` ``(B, L, m)`` at real tokens; 0 for empty rows."""
     if mask is None:
@@ -238,7 +246,7 @@ class LatentFlow(nn.Module):
     ) -> torch.Tensor:
         """The start state z0 of shape ``(B, Lt, m)``: N(0, I), or with ``flow_start =
         "source"`` the aligned source latents plus ``start_noise`` times N(0, I)."""
-        noise = randn_like_on(like, shape, generator)
+        noise = randn_like_on(like.to(state_dtype(like.dtype)), shape, generator)
         if self.cfg.flow_start != "source":
             return noise
         if cond.source is None:
@@ -263,7 +271,7 @@ class LatentFlow(nn.Module):
             )
         if tuple(t.shape) != (z.shape[0],):
             raise ValueError(f"t must have shape ({z.shape[0]},), got {tuple(t.shape)}")
-        x = self.in_proj(z)
+        x = self.in_proj(z.to(self.in_proj.weight.dtype))  # a float32 state, bf16 weights
         if self.source_proj is not None:
             if cond.source is None or cond.source.shape != z.shape:
                 raise ValueError(
@@ -488,4 +496,5 @@ __all__ = [
     "aligned_source",
     "latent_flow_loss",
     "masked_mean",
+    "state_dtype",
 ]

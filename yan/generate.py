@@ -34,10 +34,12 @@ from typing import Any
 
 import torch
 
+from moefm.sampling import ROUTINGS, SOLVERS
 from yan import loading
 from yan.cli import exit_with_error
 from yan.distributed import DEVICES, pick_device
 from yan.model import YAN
+from yan.precision import ALIASES, DTYPES, resolve_dtype
 from yan.tokenizer import YanTokenizer
 
 TASKS = loading.TASKS
@@ -224,11 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--length", type=int, help="oracle target length (default: length head)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--solver", default="euler", choices=("euler", "midpoint", "rk4", "dopri5"))
-    p.add_argument("--routing", default="frozen", choices=("frozen", "argmax", "resample", "mean"))
+    p.add_argument("--solver", default="euler", choices=SOLVERS)
+    p.add_argument("--routing", default="frozen", choices=ROUTINGS)
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (the paper's)")
     p.add_argument("--strict", action="store_true", help="error on inputs longer than max_len")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=(*DTYPES, *ALIASES),
+        help="weights' dtype for generation (bfloat16: ~3x faster on CPUs with AMX; the flow "
+        "state stays float32, see yan.precision)",
+    )
     return p
 
 
@@ -241,6 +250,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         model, tok = load_checkpoint(
             ns.checkpoint, pick_device(ns.device), task=ns.task, tokenizer=ns.tokenizer
         )
+        model.to(resolve_dtype(ns.dtype))
         records = generate_texts(
             model,
             tok,

@@ -36,6 +36,7 @@ from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regul
 from .batch import Seq2SeqBatch, aligned_source_ids
 from .config import PRESETS, YANConfig, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
+from .precision import resolve_dtype
 
 
 class TextTokenizer(Protocol):
@@ -94,11 +95,21 @@ class YAN(nn.Module):
         return cls(preset(name, **overrides))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> YAN:
-        """Load a folder written by :meth:`save_pretrained` (safetensors, no pickle)."""
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> YAN:
+        """Load a folder written by :meth:`save_pretrained` (safetensors, no pickle).
+
+        ``dtype`` casts the weights for inference (``"bfloat16"``: see :mod:`yan.precision`);
+        ``None`` keeps the stored float32.
+        """
         from .checkpoint import load_pretrained
 
-        return load_pretrained(path, device=device)
+        model = load_pretrained(path, device=device)
+        return model if dtype is None else model.to(resolve_dtype(dtype))
 
     def save_pretrained(self, folder: str | Path, tokenizer: Any = None) -> Path:
         """Write weights, config and (optionally) tokenizer files to ``folder`` atomically."""

@@ -85,6 +85,22 @@ def test_samples_differ_across_seeds(checkpoint):
     assert len({r["generation"] for r in a}) > 1  # different z0 / experts per sample
 
 
+def test_dtype_option_generates_with_bf16_weights(checkpoint, capsys, monkeypatch):
+    seen = []
+    real = generate_texts
+
+    def spy(model, *args, **kw):
+        seen.append({p.dtype for p in model.parameters()})
+        return real(model, *args, **kw)
+
+    monkeypatch.setattr("yan.generate.generate_texts", spy)
+    argv = ["--checkpoint", str(checkpoint), "--task", "qa", "--text", TEXTS[0], "--length", "6"]
+    fp32 = main(argv)
+    bf16 = main([*argv, "--dtype", "bf16"])
+    assert seen == [{torch.float32}, {torch.bfloat16}]
+    assert len(bf16) == len(fp32) == 1 and bf16[0]["length"] == 6
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -96,6 +112,7 @@ def test_samples_differ_across_seeds(checkpoint):
         (["--input", "missing.jsonl"], "not found"),
         (["--text", "hi", "--steps", "0"], "steps"),
         (["--text", "hi", "--task", "poem"], "invalid choice"),
+        (["--text", "hi", "--dtype", "int8"], "invalid choice"),
     ],
 )
 def test_bad_input(checkpoint, tmp_path, capsys, extra, message):
