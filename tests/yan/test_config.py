@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from yan.config import PRESETS, YANConfig, preset
+from yan.config import PRESETS, YANConfig, parse_override, preset
 
 
 def test_paper_presets_follow_appendix_b3():
@@ -111,3 +111,13 @@ def test_configs_saved_before_the_deviations_load_with_the_paper_values():
         old.pop(key)
     cfg = YANConfig.from_dict(old)
     assert cfg == preset("tiny").paper_literal()
+
+
+def test_parse_override_reads_json_values_or_keeps_a_bare_string():
+    assert parse_override("freeze_autoencoder=false") == ("freeze_autoencoder", False)
+    assert parse_override("arch=mamba") == ("arch", "mamba")
+    assert parse_override(" K = 4") == ("K", 4)
+    assert parse_override("ce_steps=[2, 4]") == ("ce_steps", [2, 4])
+    for bad in ("K", "=4"):
+        with pytest.raises(ValueError, match="--set expects KEY=VALUE"):
+            parse_override(bad)

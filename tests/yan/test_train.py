@@ -13,9 +13,6 @@ import torch
 from safetensors.torch import load_file
 
 from yan import train as yan_train
-from yan.batch import Seq2SeqBatch
-from yan.config import preset
-from yan.data.tasks import InfillConfig
 from yan.demo import main as demo_main
 from yan.generate import main as generate_main
 from yan.model import YAN
@@ -282,6 +279,43 @@ def test_incompatible_resume_is_refused_and_nothing_is_lost(
     assert _snapshot(out) == before
 
 
+def test_run_json_given_to_config_repeats_the_run(stages, tmp_path):
+    saved = json.loads((stages["s1"] / "run.json").read_text())
+    args = yan_train.args_from_cli(
+        yan_train.build_parser().parse_args(["--config", str(stages["s1"] / "run.json")])
+    )
+    assert args.to_dict() == saved
+    assert (args.out, args.stage, args.max_steps, args.eval_every) == (stages["s1"], "1", 6, 3)
+    assert args.progress is False and args.batch_size == 4
+    # the flags given win: the same run, continued in another folder for more steps
+    more = yan_train.args_from_cli(
+        yan_train.build_parser().parse_args(
+            ["--config", str(stages["s1"] / "run.json"), "--out", str(tmp_path), "--max-steps", "9"]
+        )
+    )
+    assert more.out == tmp_path and more.max_steps == 9 and more.eval_every == 3
+
+
+def test_names_imported_from_yan_train_are_still_there():
+    from yan import config, resolve, train_args, train_cli
+    from yan.data import training
+
+    homes = {
+        "TrainArgs": train_args,
+        "build_parser": train_cli,
+        "args_from_cli": train_cli,
+        "resolve_config": resolve,
+        "start_for_task": resolve,
+        "TRAINING_FIELDS": resolve,
+        "ALIGNED_TASKS": resolve,
+        "mask_batch": training,
+        "parse_override": config,
+    }
+    for name, home in homes.items():
+        assert getattr(yan_train, name) is getattr(home, name), name
+    assert callable(yan_train.Trainer.validate)  # was Trainer.evaluate
+
+
 def test_out_with_a_run_needs_resume(stages, capsys):
     with pytest.raises(SystemExit):
         run("--preset", "tiny", "--data", "x.txt", "--max-steps", "1", "--out", stages["s1"])
@@ -412,33 +446,6 @@ def test_streamed_pretraining_with_infill_framing(tmp_path):
     assert res.step == 2 and "val_masked_acc" in res.val
 
 
-def test_mask_batch_masks_only_real_tokens():
-    tgt = torch.arange(1, 41).reshape(2, 20)
-    mask = torch.ones(2, 20, dtype=torch.bool)
-    mask[1, 12:] = False
-    batch = yan_train.mask_batch(
-        Seq2SeqBatch(tgt, mask, tgt, mask), 99, np.random.default_rng(0), InfillConfig()
-    )
-    masked = batch.src == 99
-    assert masked.any(1).all() and not (masked & ~mask).any()
-    assert torch.equal(batch.src[~masked], tgt[~masked]) and torch.equal(batch.tgt, tgt)
-
-
-def test_resolve_config_rules():
-    tok = get_tokenizer("gpt2")
-    cfg = yan_train.resolve_config("tiny", {"K": 2}, tok)
-    assert cfg.vocab_size == tok.vocab_size and cfg.K == 2 and cfg.tokenizer == "gpt2"
-    with pytest.raises(ValueError, match="vocab_size"):
-        yan_train.resolve_config("tiny", {"vocab_size": 10}, tok)
-    init = preset("tiny", vocab_size=tok.vocab_size)
-    same = yan_train.resolve_config("tiny", {"alpha_ce": 0.5}, tok, init)
-    assert same.alpha_ce == 0.5 and same.d_model == init.d_model
-    with pytest.raises(ValueError, match="d_model"):
-        yan_train.resolve_config(None, {"d_model": 64}, tok, init)
-    assert yan_train.parse_override("freeze_autoencoder=false") == ("freeze_autoencoder", False)
-    assert yan_train.parse_override("arch=mamba") == ("arch", "mamba")
-
-
 def test_warmup_is_linear_from_zero_then_constant():
     assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup_factor(0, 0) == 1.0
@@ -487,28 +494,6 @@ def test_weight_decay_skips_biases_norms_and_marked_parameters():
         if name.endswith((".A_log", ".D", ".bias")) or "norm" in name:
             assert id(p) not in decayed, name
     assert sum(len(g["params"]) for g in opt.param_groups) == len(named)
-
-
-def test_paper_literal_flag_sets_the_paper_values_and_set_still_wins():
-    from yan.config import PAPER_LITERAL
-
-    ns = yan_train.build_parser().parse_args(
-        ["--data", "x", "--out", "y", "--paper-literal", "--set", "flow_start=source"]
-    )
-    args = yan_train.args_from_cli(ns)
-    assert args.overrides == {**PAPER_LITERAL, "flow_start": "source"}
-    plain = yan_train.args_from_cli(
-        yan_train.build_parser().parse_args(["--data", "x", "--out", "y"])
-    )
-    assert plain.overrides == {}
-
-
-def test_unaligned_tasks_start_from_noise_unless_told_otherwise():
-    cfg = preset("tiny")
-    assert cfg.flow_start == "source"
-    assert yan_train.start_for_task(cfg, "infill").flow_start == "source"
-    assert yan_train.start_for_task(cfg, "classify").flow_start == "noise"
-    assert yan_train.start_for_task(cfg, "qa", explicit=True).flow_start == "source"
 
 
 def test_every_rank_and_micro_batch_of_a_step_unrolls_the_same_ce_steps(

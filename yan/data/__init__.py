@@ -16,6 +16,9 @@ Offline corpora: ``wiki-mini``, ``movie-reviews``, ``chatterbot-qa``, ``lee-news
 ``narrativeqa``, ``rocstories``, ``simplestories``, ``babi``, ``squad``, ``ag-news``,
 ``dbpedia``, ``sst2``. Any local ``.txt/.jsonl/.json/.csv/.tsv/.parquet`` file or folder works
 in their place, with ``columns=`` mapping its columns to the canonical fields.
+
+The data of a ``yan train`` run (its tokenizer, this rank's training batches, the validation
+batches) is :mod:`yan.data.training`, imported on its own: it needs the distributed setup.
 """
 
 from yan.data.batching import BatchIterator, collate

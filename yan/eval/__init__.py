@@ -6,6 +6,9 @@ package). Typical use::
 
     from yan.eval import evaluate_generations
     scores = evaluate_generations("qa", predictions, references, md_path="out/qa.md")
+
+The in-training validation pass of ``yan train`` (loss and token accuracies summed over ranks)
+is :func:`validate`; scoring a finished checkpoint is :func:`evaluate_generations`.
 """
 
 from yan.eval.diversity import dist2, distinct_n, diversity, self_bleu, sem_dist
@@ -30,10 +33,12 @@ from yan.eval.text import (
     token_f1,
     token_f1_score,
 )
+from yan.eval.validate import ValidationSums, validate
 
 __all__ = [
     "ROUGE_TYPES",
     "TASKS",
+    "ValidationSums",
     "accuracy",
     "bertscore_f1",
     "default_model_path",
@@ -57,5 +62,6 @@ __all__ = [
     "strip_special_tokens",
     "token_f1",
     "token_f1_score",
+    "validate",
     "write_report",
 ]

@@ -16,8 +16,10 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from rouge_score import rouge_scorer
+if TYPE_CHECKING:
+    from rouge_score import rouge_scorer
 
 Reference = str | Sequence[str]
 
@@ -130,6 +132,10 @@ def accuracy(predictions: Sequence[str], labels: Sequence[Reference]) -> float:
 
 @lru_cache(maxsize=2)
 def _rouge(use_stemmer: bool) -> rouge_scorer.RougeScorer:
+    # imported here: rouge_score loads nltk and scipy (~1.5 s), and `yan train` imports
+    # yan.eval for its validation pass without ever scoring ROUGE
+    from rouge_score import rouge_scorer
+
     return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
 
 

@@ -1,0 +1,244 @@
+"""The data of a training run (``yan train``): its tokenizer, its training batches for this rank
+and its validation batches, from the run's :class:`~yan.train_args.TrainArgs`.
+
+* :func:`fresh_tokenizer`: ``--tokenizer`` or the preset's; a ``bpe`` is trained on the training
+  split only (:func:`corpus_texts`) by rank 0 and read back by the others.
+* :func:`build_data`: an in-memory corpus framed for the task (:func:`yan.data.prepare`), this
+  rank's shard of its training split, and the first ``--eval-batches`` validation batches; or a
+  streamed pretraining corpus (:class:`StreamShard`), optionally in the infilling framing of
+  App. B.2 (:func:`mask_batch`).
+
+Either training source is a :class:`BatchSource`: it saves and restores its position, so that
+a resumed run reads the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+
+from yan.batch import Seq2SeqBatch
+from yan.config import PRESETS, YANConfig
+from yan.data.hub import HUB_CORPORA
+from yan.data.pipeline import load_corpus, make_loaders, prepare
+from yan.data.splits import split
+from yan.data.stream import PretrainStream
+from yan.data.tasks import InfillConfig, sample_mask_positions
+from yan.distributed import DistEnv, main_first, main_only, shard
+from yan.resolve import task_of
+from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer
+
+if TYPE_CHECKING:
+    from yan.train_args import TrainArgs
+
+MIN_BPE_VOCAB = 512  # a byte-level BPE needs 256 bytes + specials; below this it is all bytes
+
+
+# ---- tokenizer ------------------------------------------------------------------------------
+def corpus_texts(args: TrainArgs) -> list[str]:
+    """Every text field of the training split (the tokenizer must not see val/test)."""
+    records = load_corpus(
+        args.data, columns=args.columns or None, cache_dir=args.cache_dir, sample_by=args.sample_by
+    )
+    if not records:
+        raise ValueError(f"data set {args.data!r} is empty")
+    group = "doc" if all("doc" in r for r in records) else None
+    train_records = split(records, seed=args.seed, group_by=group)["train"]
+    fields = ("text", "context", "question", "answer", "label")
+    texts = [r[f] for r in train_records for f in fields if isinstance(r.get(f), str) and r[f]]
+    if not texts:
+        raise ValueError(f"data set {args.data!r} has no text to train a tokenizer on")
+    return texts
+
+
+def bpe_vocab_size(args: TrainArgs) -> int:
+    """Size of a BPE trained for this run: ``--set vocab_size`` or the preset's, at least 512."""
+    wanted = args.overrides.get("vocab_size")
+    if wanted is None:
+        wanted = PRESETS[args.preset or "paper-trf"].get("vocab_size", YANConfig.vocab_size)
+    if isinstance(wanted, bool) or not isinstance(wanted, int):
+        raise ValueError(f"--set vocab_size must be an integer, got {wanted!r}")
+    return max(int(wanted), MIN_BPE_VOCAB)
+
+
+def fresh_tokenizer(args: TrainArgs, env: DistEnv, streamed: bool) -> YanTokenizer:
+    """``--tokenizer`` (default: the preset's). ``bpe`` is trained on the training split by rank
+    0, saved into the output folder, and loaded from there by the other ranks."""
+    assert args.preset is not None  # checked by check_args when there is no --init
+    name = args.tokenizer or str(PRESETS[args.preset].get("tokenizer", YANConfig.tokenizer))
+    if name != "bpe":
+        return get_tokenizer(name)
+    if streamed:
+        raise ValueError(
+            "--tokenizer bpe is trained on the corpus and needs an in-memory data set; with a "
+            "streamed corpus pass --tokenizer llama3 (the paper's), gpt2 or a tokenizer folder"
+        )
+
+    def train_and_save() -> None:
+        tok = YanTokenizer.train(corpus_texts(args), vocab_size=bpe_vocab_size(args))
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_tokenizer_atomic(tok, args.out)
+
+    main_only(train_and_save, env)  # one BPE for all ranks: trained once, read back by all
+    return YanTokenizer.load(args.out)
+
+
+def save_tokenizer_atomic(tok: YanTokenizer, folder: Path) -> None:
+    """``tok.save(folder)`` such that a crash never leaves a folder that looks complete."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".tokenizer-") as tmp:
+        tok.save(tmp)
+        for path in sorted(Path(tmp).iterdir(), key=lambda p: p.name == META_FILE):
+            os.replace(path, folder / path.name)  # the metadata file last: it marks completeness
+
+
+# ---- batches --------------------------------------------------------------------------------
+class BatchSource(Protocol):
+    """An iterable of batches with a resumable position (``BatchIterator``, :class:`StreamShard`)."""
+
+    def __iter__(self) -> Iterator[Seq2SeqBatch]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def mask_batch(
+    batch: Seq2SeqBatch, mask_id: int, rng: np.random.Generator, cfg: InfillConfig
+) -> Seq2SeqBatch:
+    """Infilling framing of a text batch (App. B.2): source = target with spans masked."""
+    src = batch.tgt.clone()
+    for row, n in enumerate(batch.tgt_mask.sum(1).tolist()):
+        positions = sample_mask_positions(int(n), rng, cfg)
+        src[row, torch.from_numpy(positions)] = mask_id
+    return Seq2SeqBatch(src, batch.tgt_mask.clone(), batch.tgt, batch.tgt_mask)
+
+
+class StreamShard:
+    """This rank's share of a streamed corpus: of every ``world_size`` consecutive batches, batch
+    ``rank`` (a rank-offset iterator), optionally in the infilling framing.
+
+    Reading whole groups keeps the stream position identical on all ranks, so the saved
+    position (the stream's own ``state_dict`` plus the group count) resumes exactly.
+    """
+
+    def __init__(self, stream: Any, env: DistEnv, *, infill_mask_id: int | None, seed: int) -> None:
+        self.stream, self.env = stream, env
+        self.mask_id, self.seed = infill_mask_id, seed
+        self.groups = 0
+
+    def __iter__(self) -> Iterator[Seq2SeqBatch]:
+        it = iter(self.stream)
+        while True:
+            group = list(islice(it, self.env.world_size))
+            if len(group) < self.env.world_size:
+                return
+            self.groups += 1
+            batch = group[self.env.rank]
+            if self.mask_id is not None:
+                rng = np.random.default_rng([self.seed, self.env.rank, self.groups])
+                batch = mask_batch(batch, self.mask_id, rng, InfillConfig())
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream.state_dict(), "groups": self.groups}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state["stream"])
+        self.groups = int(state["groups"])
+
+
+def streamed_sources(args: TrainArgs) -> list[str] | None:
+    """The sources of a streamed pretraining run (``--stream`` or a streamed hub corpus)."""
+    parts = [p.strip() for p in args.data.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("--data is empty")
+    streaming = [p for p in parts if p in HUB_CORPORA and HUB_CORPORA[p].streaming]
+    if not (args.stream or streaming):
+        if len(parts) > 1:
+            raise ValueError(
+                f"--data {args.data!r}: several comma-separated sources are only supported for "
+                "streamed pretraining corpora (--stream or finewiki,fineweb-edu)"
+            )
+        return None
+    if task_of(args) not in ("pretrain", "infill"):
+        raise ValueError(
+            f"a streamed corpus is pretraining text: --task must be pretrain or infill, "
+            f"got {task_of(args)!r}"
+        )
+    return parts
+
+
+@dataclass
+class RunData:
+    """This rank's training source, the validation batches (the same on every rank) and a
+    one-line description for the run's banner."""
+
+    train: BatchSource
+    val: list[Seq2SeqBatch]
+    description: str
+
+
+def build_data(
+    args: TrainArgs, tok: YanTokenizer, env: DistEnv, micro: int, max_len: int
+) -> RunData:
+    """Training iterator for this rank's shard and the (shared) validation batches."""
+    task = task_of(args)
+    sources = streamed_sources(args)
+    n_val = args.eval_batches
+    if sources is not None:
+        infill_id = tok.mask_id if task == "infill" else None
+        kwargs: dict[str, Any] = dict(max_len=max_len, batch_size=micro, sources=sources)
+        kwargs["text_column"] = args.columns.get("text")
+        train_stream = PretrainStream(tok, split="train", seed=args.seed, **kwargs)
+        val_stream = PretrainStream(tok, split="val", seed=args.seed, **kwargs)
+        val = list(islice(iter(val_stream), n_val))
+        if infill_id is not None:  # fixed masks: every evaluation scores the same positions
+            rng = np.random.default_rng([args.seed, 10**6])
+            val = [mask_batch(b, infill_id, rng, InfillConfig()) for b in val]
+        train = StreamShard(train_stream, env, infill_mask_id=infill_id, seed=args.seed)
+        return RunData(train, val, f"streamed {', '.join(sources)} ({task})")
+    splits = main_first(
+        lambda: prepare(
+            args.data,
+            task,
+            tok,
+            max_len=max_len,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            columns=args.columns or None,
+            strict=args.strict,
+            sample_by=args.sample_by,
+        ),
+        env,
+    )
+    n_train, n_val_ex = len(splits["train"]), len(splits.get("val", []))
+    mine = {"train": shard(splits["train"], env)}
+    if splits.get("val"):
+        mine["val"] = splits["val"]
+    loaders = make_loaders(mine, task, tok, batch_size=micro, seed=args.seed)
+    val = list(islice(iter(loaders["val"]), n_val)) if "val" in loaders else []
+    desc = f"{args.data} ({task}: {n_train} train / {n_val_ex} val examples)"
+    return RunData(loaders["train"], val, desc)
+
+
+__all__ = [
+    "MIN_BPE_VOCAB",
+    "BatchSource",
+    "RunData",
+    "StreamShard",
+    "bpe_vocab_size",
+    "build_data",
+    "corpus_texts",
+    "fresh_tokenizer",
+    "mask_batch",
+    "save_tokenizer_atomic",
+    "streamed_sources",
+]
