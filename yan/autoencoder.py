@@ -38,15 +38,26 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.register_buffer(
-            "positions",
-            sinusoidal_positions(cfg.max_len, cfg.d_model) if cfg.arch == "transformer" else None,
-            persistent=False,
-        )
+        self.register_buffer("positions", None, persistent=False)
+        self.reset_positions()
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.enc_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.latent_dim)
+
+    def reset_positions(self, device: torch.device | str | None = None) -> None:
+        """(Re)build the position table on ``device`` (``None``: the default device).
+
+        It is a function of the config alone and so not saved with the weights (a non-persistent
+        buffer): a model rebuilt from a checkpoint gets it here
+        (:meth:`yan.model.YAN.from_state_dict`).
+        """
+        cfg = self.cfg
+        if cfg.arch != "transformer":  # Mamba's scans already read the tokens in order
+            self.positions = None
+            return
+        table = sinusoidal_positions(cfg.max_len, cfg.d_model)
+        self.positions = table if device is None else table.to(device)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Encode right-padded ids; ``mask`` True at real tokens (``None``: no padding).

@@ -13,10 +13,18 @@ renamed into place, so a crash never leaves a half-written checkpoint behind. Th
 catch what a rename cannot: a file damaged after it was written. A damaged or cut-short file
 is reported in one line that names it, never as a bare ``SafetensorError``.
 
+This module deals in files only: :func:`write_pretrained` and :func:`read_pretrained` move a
+config and a flat dict of tensors to and from a folder. Turning tensors into a model (building
+it without initialisation, checking that the tensors fit, rebuilding the position tables that
+are not saved) is the model's own business, :meth:`yan.model.YAN.from_state_dict`; so
+``yan.model`` imports this module, and this module imports the model only when
+:func:`load_pretrained`, kept for its callers, is called.
+
 Example::
 
-    save_pretrained(model, "runs/yan-small", tokenizer=tokenizer)
-    model = load_pretrained("runs/yan-small")  # or YAN.from_pretrained("runs/yan-small")
+    model.save_pretrained("runs/yan-small", tokenizer=tokenizer)
+    model = YAN.from_pretrained("runs/yan-small")
+    stored = read_pretrained("runs/yan-small")  # the config and tensors, no model
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -36,7 +45,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import YANConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: importing this module never imports the model
     from .model import YAN
 
 WEIGHTS_NAME = "model.safetensors"
@@ -45,17 +54,36 @@ CHECKSUMS_NAME = "checksums.json"
 CHECKSUMS_FORMAT = 1
 
 
-def save_pretrained(model: YAN, folder: str | Path, tokenizer: Any = None) -> Path:
+class SavableModel(Protocol):
+    """What :func:`save_pretrained` needs of a model: its config and its tensors."""
+
+    config: YANConfig
+
+    def state_dict(self) -> Mapping[str, torch.Tensor]: ...
+
+
+def save_pretrained(model: SavableModel, folder: str | Path, tokenizer: Any = None) -> Path:
     """Write ``model`` (and ``tokenizer`` if given) to ``folder``, replacing it atomically.
 
     Args:
-        model: a :class:`yan.model.YAN`.
+        model: a :class:`yan.model.YAN` (anything with ``config`` and ``state_dict()``).
         folder: destination; its parent is created if needed.
         tokenizer: anything with ``save(folder)`` (``yan.tokenizer.YanTokenizer``).
 
     Returns:
         The checkpoint folder.
     """
+    return write_pretrained(folder, model.state_dict(), model.config, tokenizer=tokenizer)
+
+
+def write_pretrained(
+    folder: str | Path,
+    state: Mapping[str, torch.Tensor],
+    config: YANConfig,
+    tokenizer: Any = None,
+) -> Path:
+    """Write ``state`` as ``model.safetensors``, ``config`` as ``config.json`` and the
+    tokenizer's files to ``folder``, replacing it atomically; returns the folder."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"checkpoint folder {folder} exists and is not a directory")
@@ -63,9 +91,9 @@ def save_pretrained(model: YAN, folder: str | Path, tokenizer: Any = None) -> Pa
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         # contiguous CPU copies: safetensors stores plain buffers, no views or shared storage
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model": "yan"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(tmp)
         _replace_dir(tmp, folder)
@@ -183,22 +211,43 @@ def load_config(folder: str | Path) -> YANConfig:
         raise ValueError(f"{path}: {err}") from None
 
 
-def load_pretrained(
+@dataclass(frozen=True)
+class StoredModel:
+    """A checkpoint folder as read from disk, before any model exists.
+
+    Attributes:
+        folder: the checkpoint folder.
+        config: its ``config.json``.
+        state: its ``model.safetensors``, parameter name -> tensor, on the device it was read to.
+    """
+
+    folder: Path
+    config: YANConfig
+    state: dict[str, torch.Tensor]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_NAME
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_NAME
+
+
+def read_pretrained(
     folder: str | Path, device: str | torch.device | None = None, verify: bool = True
-) -> YAN:
-    """Rebuild a :class:`yan.model.YAN` from a folder written by :func:`save_pretrained`.
+) -> StoredModel:
+    """Read the config and the tensors of a folder written by :func:`write_pretrained`.
 
     With ``verify`` (the default) the weights and config are first checked against the
     folder's ``checksums.json`` when it has one, so that a damaged file is an error rather than
-    silently wrong weights (zeros written into the middle of a file still parse).
+    silently wrong weights (zeros written into the middle of a file still parse). The tensors
+    are read straight to ``device`` (``None``: the CPU).
 
     Raises:
         FileNotFoundError: the folder, ``config.json`` or ``model.safetensors`` is missing.
-        ValueError: a file is damaged (checksum, unreadable safetensors), or the weights do not
-            match the config (missing/unexpected/misshaped tensors); the message names the file.
+        ValueError: a file is damaged (checksum, unreadable safetensors); the message names it.
     """
-    from .model import YAN
-
     folder = Path(folder)
     if verify and folder.is_dir():
         verify_checksums(folder, names=(CONFIG_NAME, WEIGHTS_NAME))
@@ -210,45 +259,40 @@ def load_pretrained(
         raise ValueError(
             f"{weights} cannot be read: the file is damaged or cut short ({err})"
         ) from None
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model = YAN(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or misshaped:
-        raise ValueError(
-            f"{weights} does not match {folder / CONFIG_NAME}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shape {misshaped[:5]}"
-        )
-    model.load_state_dict(state, assign=True)
-    # non-persistent buffers (sinusoidal positions) are rebuilt on the target device
-    _rebuild_buffers(model, config, device)
-    return model.eval()
+    return StoredModel(folder, config, state)
 
 
-def _rebuild_buffers(model: YAN, config: YANConfig, device: str | torch.device | None) -> None:
-    """Rebuild the non-persistent buffers left on the meta device: YAN's only ones are fixed
-    sinusoidal position tables ``(length, dim)``, so their shape is all that is needed."""
-    from .blocks import sinusoidal_positions
+def load_pretrained(
+    folder: str | Path, device: str | torch.device | None = None, verify: bool = True
+) -> YAN:
+    """Rebuild a :class:`yan.model.YAN` from a folder written by :func:`save_pretrained`:
+    ``YAN.from_pretrained(folder, device, verify=verify)``, in eval mode.
 
-    target = torch.device(device) if device is not None else torch.device("cpu")
-    for module in model.modules():
-        for name in module._non_persistent_buffers_set:
-            buf = module._buffers.get(name)
-            if buf is not None and buf.is_meta:
-                module._buffers[name] = sinusoidal_positions(*buf.shape).to(target)
+    Raises:
+        FileNotFoundError: the folder, ``config.json`` or ``model.safetensors`` is missing.
+        ValueError: a file is damaged (checksum, unreadable safetensors), or the weights do not
+            match the config (missing/unexpected/misshaped tensors); the message names the file.
+    """
+    # Imported at call time, the one place this module touches the model: yan.model imports
+    # this module at its top, and this function is kept for the callers that import it here.
+    from .model import YAN
+
+    return YAN.from_pretrained(folder, device=device, verify=verify)
 
 
 __all__ = [
     "CHECKSUMS_NAME",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
+    "SavableModel",
+    "StoredModel",
     "file_sha256",
     "load_config",
     "load_pretrained",
     "read_checksums",
+    "read_pretrained",
     "save_pretrained",
     "verify_checksums",
     "write_checksums",
+    "write_pretrained",
 ]

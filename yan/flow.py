@@ -126,19 +126,9 @@ class LatentFlow(nn.Module):
         # on aligned tasks "keep, denoise or change the source token here" becomes a local
         # computation instead of one that cross-attention must first learn to align.
         self.source_proj = nn.Linear(m, d) if cfg.source_input else None
-        query_positions = cfg.arch == "transformer" or cfg.memory_positions
-        self.register_buffer(
-            "positions",
-            sinusoidal_positions(cfg.max_len, d) if query_positions else None,
-            persistent=False,
-        )
-        # Without positions the memory is a bag of latents: cross-attention cannot tell which
-        # source token sits at the target position being generated.
-        self.register_buffer(
-            "memory_positions",
-            sinusoidal_positions(cfg.max_len, m) if cfg.memory_positions else None,
-            persistent=False,
-        )
+        self.register_buffer("positions", None, persistent=False)
+        self.register_buffer("memory_positions", None, persistent=False)
+        self.reset_positions()
         self.time_mlp = nn.Sequential(nn.Linear(TIME_FEATURES, d), nn.SiLU(), nn.Linear(d, d))
         self.memory_norm = nn.LayerNorm(m)
         cross = set(cfg.cross_attn_layers)
@@ -158,6 +148,25 @@ class LatentFlow(nn.Module):
             torch.full((cfg.K, m), float("nan")) if cfg.expert_assignment == "cluster" else None,
         )
         self._register_load_state_dict_pre_hook(_centres_default, with_module=True)
+
+    def reset_positions(self, device: torch.device | str | None = None) -> None:
+        """(Re)build the position tables on ``device`` (``None``: the default device).
+
+        They are functions of the config alone and so not saved with the weights
+        (non-persistent buffers): a model rebuilt from a checkpoint gets them here
+        (:meth:`yan.model.YAN.from_state_dict`).
+        """
+        cfg = self.cfg
+
+        def table(dim: int) -> torch.Tensor:
+            out = sinusoidal_positions(cfg.max_len, dim)
+            return out if device is None else out.to(device)
+
+        query_positions = cfg.arch == "transformer" or cfg.memory_positions
+        self.positions = table(cfg.d_model) if query_positions else None
+        # Without positions the memory is a bag of latents: cross-attention cannot tell which
+        # source token sits at the target position being generated.
+        self.memory_positions = table(cfg.latent_dim) if cfg.memory_positions else None
 
     @property
     def K(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from moefm.sampling import ROUTINGS, SOLVERS, SampleResult, sample
 
 from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regularized_ae_loss
 from .batch import Seq2SeqBatch, aligned_source_ids
+from .checkpoint import read_pretrained, write_pretrained
 from .config import PRESETS, YANConfig, parse_override, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
 from .precision import resolve_dtype
@@ -99,22 +100,67 @@ class YAN(nn.Module):
         path: str | Path,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        *,
+        verify: bool = True,
     ) -> YAN:
-        """Load a folder written by :meth:`save_pretrained` (safetensors, no pickle).
+        """Load a folder written by :meth:`save_pretrained` (safetensors, no pickle), in eval mode.
 
         ``dtype`` casts the weights for inference (``"bfloat16"``: see :mod:`yan.precision`);
-        ``None`` keeps the stored float32.
-        """
-        from .checkpoint import load_pretrained
+        ``None`` keeps the stored float32. ``verify`` first checks the files against the
+        folder's ``checksums.json`` when it has one (:func:`yan.checkpoint.read_pretrained`).
 
-        model = load_pretrained(path, device=device)
+        Raises:
+            FileNotFoundError: the folder, ``config.json`` or ``model.safetensors`` is missing.
+            ValueError: a file is damaged, or the weights do not match the config.
+        """
+        stored = read_pretrained(path, device=device, verify=verify)
+        model = cls.from_state_dict(
+            stored.config,
+            stored.state,
+            origin=str(stored.weights_path),
+            against=str(stored.config_path),
+        ).eval()
         return model if dtype is None else model.to(resolve_dtype(dtype))
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        config: YANConfig,
+        state: Mapping[str, torch.Tensor],
+        *,
+        origin: str = "the state dict",
+        against: str = "the config",
+    ) -> YAN:
+        """The model of ``config`` holding exactly the tensors of ``state``, without random
+        initialisation: built on the meta device, then the tensors are assigned (not copied, so
+        they stay on the device they were read to). The fixed position tables are not part of
+        ``state`` (non-persistent buffers) and are rebuilt on that device.
+
+        Raises:
+            ValueError: ``state`` misses tensors of ``config``'s model, has others, or has them
+                in another shape; the message reads "``origin`` does not match ``against``".
+        """
+        with torch.device("meta"):  # no memory, no initialisation: every tensor comes from state
+            model = cls(config)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        misshaped = sorted(
+            k for k in set(state) & set(expected) if state[k].shape != expected[k].shape
+        )
+        if missing or unexpected or misshaped:
+            raise ValueError(
+                f"{origin} does not match {against}: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}, wrong shape {misshaped[:5]}"
+            )
+        model.load_state_dict(state, assign=True)
+        model.encoder.reset_positions(model.device)
+        model.flow.reset_positions(model.device)
+        return model
 
     def save_pretrained(self, folder: str | Path, tokenizer: Any = None) -> Path:
         """Write weights, config and (optionally) tokenizer files to ``folder`` atomically."""
-        from .checkpoint import save_pretrained
-
-        return save_pretrained(self, folder, tokenizer=tokenizer)
+        return write_pretrained(folder, self.state_dict(), self.config, tokenizer=tokenizer)
 
     @property
     def device(self) -> torch.device:

@@ -78,7 +78,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from yan.batch import Seq2SeqBatch
-from yan.checkpoint import CONFIG_NAME, load_pretrained
+from yan.checkpoint import CONFIG_NAME
 from yan.cli import exit_with_error
 from yan.config import YANConfig, parse_override
 from yan.data.training import RunData, build_data, mask_batch, save_tokenizer_atomic
@@ -241,7 +241,7 @@ class Trainer:
         self.model = YAN(setup.config)
         source = setup.resume_from or args.init
         if source is not None:  # a resumed checkpoint was verified when it was picked
-            loaded = load_pretrained(source, verify=setup.resume_from is None)
+            loaded = YAN.from_pretrained(source, verify=setup.resume_from is None)
             self.model.load_state_dict(loaded.state_dict())
         self.params = trainable_parameters(self.model, self.stage)
         self.model.to(env.device).train()

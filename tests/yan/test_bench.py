@@ -83,6 +83,24 @@ def test_yan_flops_grow_linearly_in_the_euler_steps():
 def test_supports_follows_gpt2_context():
     assert supports("gpt2", 512, 512) and not supports("gpt2", 1024, 1024)
     assert supports("bart", 1024, 1024) and supports("yan-trf", 1024, 1024)
+    assert supports("yan-mamba", 2048, 2048)  # only YAN is timed beyond 1,024
+    assert not supports("bart", 2048, 2048) and not supports("masked-diffusion", 2048, 2048)
+
+
+def test_peak_memory_sees_a_temporary_allocation_on_cpu():
+    from yan.bench.timing import peak_memory
+
+    cpu = torch.device("cpu")
+    with peak_memory(cpu) as big:
+        x = torch.ones(16 * 2**20)  # 64 MiB, touched, then freed inside the block
+        del x
+    with peak_memory(cpu) as small:
+        torch.ones(1000).sum()
+    if big.bytes is None:  # not Linux: the reading is unknown, never a guess
+        assert small.bytes is None
+        return
+    assert 60 * 2**20 <= big.bytes <= 120 * 2**20
+    assert small.bytes < 16 * 2**20
 
 
 def test_latency_bench_end_to_end_at_tiny_sizes(tmp_path, capsys):
@@ -97,6 +115,7 @@ def test_latency_bench_end_to_end_at_tiny_sizes(tmp_path, capsys):
             "--batch-sizes", "1", "2",
             "--repeats", "2",
             "--peak-size", "64",
+            "--dtypes", "float32", "bf16",
             "--out", str(out),
             "--json", str(records_path),
         ]
@@ -108,7 +127,19 @@ def test_latency_bench_end_to_end_at_tiny_sizes(tmp_path, capsys):
         assert rec["preset"] == "tiny" and rec["L"] == 8 and rec["device"] == "cpu"
         assert rec["seconds"] > 0
         assert rec["tokens_per_s"] == pytest.approx(rec["batch"] * rec["L"] / rec["seconds"])
-    by = {(r["model"], r["T"], r["batch"]): r for r in records}
+    assert {r["dtype"] for r in records} == {"float32", "bfloat16"}
+    for rec in records:  # every dtype is paired with the bf16 reference
+        assert rec["reference_dtype"] == "bfloat16" and rec["weights_mb"] > 0
+        assert rec["peak_mem_mb"] is not None and rec["peak_mem_mb"] >= 0
+    by32 = {(r["model"], r["T"], r["batch"]): r for r in records if r["dtype"] == "float32"}
+    assert by32["gpt2", None, 1]["weights_mb"] == pytest.approx(
+        2
+        * {(r["model"], r["T"], r["batch"]): r for r in records if r["dtype"] == "bfloat16"}[
+            "gpt2", None, 1
+        ]["weights_mb"]
+    )  # bf16 halves the weights
+    assert by32["yan-trf", 3, 1]["reference_seconds"] > 0  # fp32 YAN paired with bf16 YAN
+    by = {(r["model"], r["T"], r["batch"]): r for r in records if r["dtype"] == "bfloat16"}
     assert {r["model"] for r in records} == {
         "yan-trf", "yan-mamba", "gpt2", "bart", "masked-diffusion"
     }  # fmt: skip
@@ -125,6 +156,7 @@ def test_latency_bench_end_to_end_at_tiny_sizes(tmp_path, capsys):
     assert gpt2["time_vs_reference"] == pytest.approx(gpt2["seconds"] / gpt2["reference_seconds"])
     report = (out / "latency.md").read_text()
     assert "Tokens/s: preset `tiny`, batch 1" in report and "FLOP utilisation" in report
+    assert "Peak memory above the weights" in report and "yan-trf T=3 bfloat16" in report
     assert (out / "latency.png").stat().st_size > 0
     meta = json.loads((out / "latency_meta.json").read_text())
     assert meta["threads"] == 1 and meta["matmul_peak_flops_per_s_start"] > 0
@@ -149,9 +181,29 @@ def test_reference_ratios_and_goal_check():
     add_reference_ratios(records)
     assert [r["time_vs_reference"] for r in records] == [1.0, 20.0, None]
     lines = goal_check(records)
-    assert "**20.0x**" in lines[0] and "**80%**" in lines[1]
+    assert "**20.0x**" in lines[0] and "float32 20.0x" in lines[1] and "**80%**" in lines[2]
     # FLOP-bound tokens/s: peak / (FLOPs per token) = 125e9 / (200e9 / 512) = 320
-    assert "FLOP-bound 320 tokens/s" in lines[1]
+    assert "FLOP-bound 320 tokens/s" in lines[2]
+
+
+def test_ratios_across_dtypes_go_through_one_reference():
+    """Every record is paired with YAN-TRF T=3 in the reference dtype (bf16 here): GPT-2 vs
+    YAN in one dtype and each at its fastest are ratios of those paired ratios."""
+    ref = dict(reference_dtype="bfloat16", reference_seconds=1.0)
+    records = [
+        _rec("yan-trf", 3, 1.0, dtype="bfloat16", reference_dtype="bfloat16"),
+        _rec("yan-trf", 3, 3.0, dtype="float32", **ref),
+        _rec("gpt2", None, 40.0, dtype="float32", **ref),
+        _rec("gpt2", None, 30.0, dtype="bfloat16", **ref),
+        _rec("masked-diffusion", 512, 2000.0, dtype="bfloat16", **{**ref, "extrapolated": True}),
+    ]
+    add_reference_ratios(records)
+    assert [r["time_vs_reference"] for r in records] == [1.0, 3.0, 40.0, 30.0, 2000.0]
+    lines = goal_check(records)
+    assert "(T=3, bfloat16)" in lines[0] and "(bfloat16) 17.1 tokens/s" in lines[0]
+    assert "**30.0x** (paired runs)" in lines[0]
+    assert "bfloat16 30.0x, float32 13.3x" in lines[1]  # 40 / 3 in float32
+    assert "**2,000x** slower (extrapolated" in lines[2]
 
 
 def test_quality_summary_averages_over_seeds():

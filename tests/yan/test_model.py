@@ -2,6 +2,8 @@
 checkpoints, parameter counts of the paper presets."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -320,6 +322,32 @@ def test_mismatched_weights_are_reported(tmp_path):
     (tmp_path / CONFIG_NAME).write_text(json.dumps({**cfg, "K": 5}))
     with pytest.raises(ValueError, match="does not match"):
         YAN.from_pretrained(tmp_path)
+
+
+def test_checkpoint_module_does_not_import_the_model():
+    """Persistence owns files, the model owns its (de)serialisation: yan.model imports
+    yan.checkpoint, never the reverse (a fresh interpreter, so no test has imported it yet)."""
+    code = (
+        "import sys, yan.checkpoint; "
+        "print('yan.model' in sys.modules); "
+        "import yan.model; print('yan.checkpoint' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mamba"])
+def test_from_state_dict_assigns_tensors_and_rebuilds_position_tables(arch):
+    model = YAN.from_preset("tiny", arch=arch, memory_positions=True)
+    state = model.state_dict()
+    rebuilt = YAN.from_state_dict(model.config, state)
+    assert rebuilt.encoder.embed.weight.data_ptr() == state["encoder.embed.weight"].data_ptr()
+    tables = [(n, b) for n, b in rebuilt.named_buffers() if "positions" in n]
+    assert tables and all(not b.is_meta for _, b in tables)
+    for name, table in tables:
+        torch.testing.assert_close(table, model.get_buffer(name), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="the state dict does not match the config: missing"):
+        YAN.from_state_dict(model.config, {k: v for k, v in state.items() if "flow" not in k})
 
 
 # ---- sizes ----

@@ -16,6 +16,7 @@ import torch
 from yan.bench.latency import LENGTHS, TINY_LENGTHS, LatencyConfig, latency_main
 from yan.bench.workloads import MODELS, PRESETS
 from yan.cli import exit_with_error
+from yan.precision import ALIASES, DTYPES
 
 MODES = ("latency", "quality", "isotropy", "learn", "all")
 
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", nargs="+", type=int, help="latency/quality: Euler steps T")
     p.add_argument("--batch-sizes", nargs="+", type=int, help="latency: batch sizes")
     p.add_argument("--repeats", type=int, help="latency: timed repeats (median reported)")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=(*DTYPES, *ALIASES),
+        help="latency: weight dtypes to time every model in (default: float32 bfloat16)",
+    )
     p.add_argument("--no-flops", action="store_true", help="latency: skip FLOP counting")
     p.add_argument("--peak-size", type=int, help="latency: side of the peak-measuring matmul")
     p.add_argument(
@@ -87,7 +94,10 @@ def latency_config(ns: argparse.Namespace) -> LatencyConfig:
         count_flops=not ns.no_flops,
         peak_size=ns.peak_size,
         device=ns.device,
+        dtypes=tuple(ns.dtypes) if ns.dtypes else base.dtypes,
     )
+    if ns.dtypes:  # the reference's dtype follows the timed ones again
+        fields["reference_dtype"] = None
     if ns.lengths:  # batched runs at the requested lengths too
         fields["batch_lengths"] = tuple(ns.lengths)
     if ns.steps:  # the same T for YAN and masked diffusion, batched runs included
@@ -122,7 +132,7 @@ def run(ns: argparse.Namespace) -> dict[str, dict[str, Path]]:
         if ns.device is not None:
             lcfg.device = ns.device
         if ns.overrides:
-            from yan.train import parse_override
+            from yan.config import parse_override
 
             lcfg.overrides = {**lcfg.overrides, **dict(map(parse_override, ns.overrides))}
         json_path = ns.json if ns.mode == "learn" else None

@@ -19,8 +19,17 @@ Speed-ups (``time_vs_reference``, Fig. 4's ratio to YAN-TRF at T = 3) come from 
 repeat of a model is followed at once by a YAN-TRF T=3 run on the same shapes, so a change of
 load on a shared machine affects both sides of each ratio alike. FLOPs of YAN and masked
 diffusion are counted with ``FlopCounterMode``; after every repeat a square fp32 matmul measures
-the machine's peak, and ``frac_of_peak`` (the median over repeats of achieved FLOP/s over that
-peak) is the model-FLOP utilisation: achieved tokens/s over the FLOP-bound tokens/s.
+the machine's peak in the record's dtype, and ``frac_of_peak`` (the median over repeats of
+achieved FLOP/s over that peak) is the model-FLOP utilisation: achieved tokens/s over the
+FLOP-bound tokens/s.
+
+Dtypes (``LatencyConfig.dtypes``): every model is timed with its weights in each dtype (see
+:mod:`yan.precision`); the paired reference is YAN-TRF T=3 in ``reference_dtype`` (bfloat16
+when timed), so every ratio of one (preset, L, batch) goes through the same reference runs.
+Peak memory per record (:func:`yan.bench.timing.peak_memory`) is read on an untimed call with
+the timed shapes: the warm-up of YAN and masked diffusion (one step of the same forward pass),
+the first timed repeat of the autoregressive models (L passes, next to which the page faults
+the measurement causes cost nothing measurable).
 """
 
 from __future__ import annotations
@@ -34,19 +43,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from yan.bench.report import (
-    fmt,
-    machine_info,
-    markdown_table,
-    new_figure,
-    save_figure,
-    write_json,
-    write_text,
+from yan.bench.latency_report import (
+    REFERENCE,
+    add_reference_ratios,
+    goal_check,
+    markdown_report,
+    plot,
+    write_outputs,
 )
+from yan.bench.report import machine_info
 from yan.bench.timing import (
     count_flops,
     load_average,
     matmul_peak,
+    peak_memory,
     resolve_device,
     time_call,
 )
@@ -60,12 +70,15 @@ from yan.bench.workloads import (
     random_source,
     supports,
 )
+from yan.precision import dtype_name, resolve_dtype
 
-LENGTHS = (64, 128, 256, 512, 1024)
+LENGTHS = (64, 128, 256, 512, 1024, 2048)  # the baselines stop at 1024 (GPT-2 at 512)
 TINY_LENGTHS = (16, 64)  # the tiny preset is for tests
 STEPS = (1, 2, 3, 4, 6, 8)
-REFERENCE = ("yan-trf", 3)  # Fig. 4 reports inference time relative to YAN-TRF at T = 3
-REQUIRED_KEYS = ("model", "preset", "L", "T", "batch", "seconds", "tokens_per_s", "device")
+DTYPES = ("float32", "bfloat16")
+REQUIRED_KEYS = (
+    "model", "preset", "L", "T", "batch", "seconds", "tokens_per_s", "device", "dtype",
+)  # fmt: skip
 
 Progress = Callable[[str], None]
 
@@ -94,6 +107,13 @@ class LatencyConfig:
             CPU, 8192 on CUDA).
         device: ``cpu``, ``cuda`` or ``None`` (CUDA when available).
         seed: seeds weights, sources and YAN's noise.
+        dtypes: the weights' dtypes every model is timed in (names of
+            :data:`yan.precision.DTYPES`).
+        reference_dtype: the dtype of the paired YAN-TRF T=3 reference (``None``: bfloat16
+            when in ``dtypes``, else the first).
+        measure_memory: read each record's peak memory (see the module docstring).
+        skip: ``(model, preset)`` pairs not timed (the quick run skips the paper-size YAN-M and
+            BART, which no target needs).
     """
 
     models: tuple[str, ...] = MODELS
@@ -115,8 +135,18 @@ class LatencyConfig:
     peak_size: int | None = None
     device: str | None = None
     seed: int = 0
+    dtypes: tuple[str, ...] = DTYPES
+    reference_dtype: str | None = None
+    measure_memory: bool = True
+    skip: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.dtypes:
+            raise ValueError("dtypes must name at least one dtype")
+        self.dtypes = tuple(dict.fromkeys(dtype_name(resolve_dtype(d)) for d in self.dtypes))
+        if self.reference_dtype is None:
+            self.reference_dtype = "bfloat16" if "bfloat16" in self.dtypes else self.dtypes[0]
+        self.reference_dtype = dtype_name(resolve_dtype(self.reference_dtype))
         unknown = sorted(set(self.models) - set(MODELS))
         if unknown or not self.models:
             raise ValueError(f"models must be a non-empty subset of {MODELS}, got {self.models}")
@@ -139,15 +169,18 @@ class LatencyConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> LatencyConfig:
-        """A run of a few minutes on a 2-core CPU: paper presets at L = 512, small at 128/512."""
+        """Under 5 minutes on a 2-core CPU (one thread): the targets' models at paper size and
+        L = 512 (YAN-TRF, GPT-2, masked diffusion with T = L extrapolated from T = 1), every
+        model at the small preset at L = 128 / 512; float32 and bfloat16."""
         base: dict[str, Any] = dict(
             lengths={"paper": (512,), "small": (128, 512)},
             steps=(1, 3, 8),
-            diffusion_steps=(1, 3),
+            diffusion_steps=(1,),
             batch_sizes=(1, 4),
             batch_lengths=(128,),
             budget=30.0,
-            extrapolate_above=20.0,
+            extrapolate_above=5.0,
+            skip=(("yan-mamba", "paper"), ("bart", "paper")),
         )
         return cls(**{**base, **overrides})
 
@@ -178,11 +211,13 @@ class Paired:
         seconds: the configuration's timed repeats.
         reference: the reference's time after each repeat (empty when not paired).
         peaks: the matmul FLOP/s after each repeat (empty when FLOPs are not counted).
+        memory: peak extra bytes of one call (``None``: not measured / not measurable).
     """
 
     seconds: list[float]
     reference: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
+    memory: int | None = None
 
 
 def time_paired(
@@ -192,24 +227,41 @@ def time_paired(
     cfg: LatencyConfig,
     *,
     reference: Callable[[], Any] | None = None,
-    peak: bool = False,
+    peak: torch.dtype | None = None,
+    memory: str | None = None,
 ) -> Paired:
     """``cfg.warmup`` runs of ``warm`` (and one of ``reference``), then up to ``cfg.repeats``
-    paired repeats of ``run``; no new repeat starts once they have taken ``cfg.budget`` s."""
+    paired repeats of ``run``; no new repeat starts once they have taken ``cfg.budget`` s.
+
+    ``peak``: measure the matmul peak in this dtype after every repeat. ``memory``: read the
+    peak memory on the first ``"warmup"`` run or the first timed ``"repeat"``.
+    """
+    out = Paired([])
+    if memory == "warmup" and not cfg.warmup:
+        memory = "repeat"
     with torch.inference_mode():
-        for _ in range(cfg.warmup):
-            warm()
+        for i in range(cfg.warmup):
+            if i == 0 and memory == "warmup":
+                with peak_memory(device) as reading:
+                    warm()
+                out.memory = reading.bytes
+            else:
+                warm()
         if reference is not None and cfg.warmup:
             reference()
-    out = Paired([])
-    for _ in range(cfg.repeats):
+    for i in range(cfg.repeats):
         if out.seconds and sum(out.seconds) >= cfg.budget:
             break
-        out.seconds.append(time_call(run, device, repeats=1, warmup=0).median)
+        if i == 0 and memory == "repeat":
+            with peak_memory(device) as reading:
+                out.seconds.append(time_call(run, device, repeats=1, warmup=0).median)
+            out.memory = reading.bytes
+        else:
+            out.seconds.append(time_call(run, device, repeats=1, warmup=0).median)
         if reference is not None:
             out.reference.append(time_call(reference, device, repeats=1, warmup=0).median)
         if peak:
-            out.peaks.append(matmul_peak(device, n=cfg.peak_size, repeats=2, warmup=1))
+            out.peaks.append(matmul_peak(device, n=cfg.peak_size, repeats=1, warmup=1, dtype=peak))
     return out
 
 
@@ -227,6 +279,7 @@ def _record(
     median = float(np.median(timing.seconds))
     rec: dict[str, Any] = {
         "model": gen.model,
+        "dtype": gen.dtype,
         "preset": gen.preset,
         "L": length,
         "T": steps,
@@ -247,6 +300,8 @@ def _record(
         "flops_per_s": None if flops is None else flops / median,
         "peak_flops_per_s": float(np.median(timing.peaks)) if timing.peaks else None,
         "frac_of_peak": None,
+        "weights_mb": gen.weight_bytes / 2**20,
+        "peak_mem_mb": None if timing.memory is None else timing.memory / 2**20,
     }
     if flops is not None and timing.peaks:
         # per repeat: achieved FLOP/s over the peak measured right after it
@@ -255,15 +310,28 @@ def _record(
     return rec
 
 
+_FLOPS: dict[tuple, int] = {}  # FLOPs do not depend on the weights' values or dtype
+
+
+def _count(gen: Generator, src: torch.Tensor, mask: torch.Tensor, length: int, steps: int) -> int:
+    key = (gen.model, gen.preset, gen.params, tuple(src.shape), length, steps)
+    if key not in _FLOPS:
+        _FLOPS[key] = count_flops(lambda: gen.generate(src, mask, length, steps))
+    return _FLOPS[key]
+
+
 def _flops(gen: Generator, src: torch.Tensor, mask: torch.Tensor, length: int, steps: int) -> int:
+    """FLOPs of one generation with ``steps`` steps, counted once per shape for all dtypes.
+
+    Both step-based models are exactly linear in T: masked diffusion repeats one forward pass;
+    YAN's first Euler step adds the gate to a trunk step (frozen routing), every later one is a
+    trunk step and the chosen expert, so two counts (T = 1, 2) give every T."""
+    one = _count(gen, src, mask, length, 1)
     if gen.model == "masked-diffusion":
-        # every denoising step is the same forward pass over [source, target]
-        return steps * count_flops(lambda: gen.generate(src, mask, length, 1))
-    return count_flops(lambda: gen.generate(src, mask, length, steps))
-
-
-def is_reference(gen: Generator, steps: int | None) -> bool:
-    return (gen.model, steps) == REFERENCE
+        return steps * one
+    if steps == 1:
+        return one
+    return one + (steps - 1) * (_count(gen, src, mask, length, 2) - one)
 
 
 def measure(
@@ -275,31 +343,37 @@ def measure(
     device: torch.device,
     reference: Generator | None = None,
 ) -> dict[str, Any]:
-    """Time one (model, L, T, batch) configuration and return its flat record.
+    """Time one (model, dtype, L, T, batch) configuration and return its flat record.
 
-    With ``reference`` (a YAN-TRF generator of the same preset), every repeat is paired with a
-    run of the reference at T = 3 on the same input shape (see :class:`Paired`).
+    With ``reference`` (the YAN-TRF generator of the same preset in the reference dtype), every
+    repeat is paired with a run of the reference at T = 3 on the same input shape (see
+    :class:`Paired`); the reference's own records are timed back to back, unpaired.
     """
     src, mask = random_source(gen, batch, length, device, seed=cfg.seed)
     warm_len = length if gen.uses_steps else min(length, 4)
     counted = cfg.count_flops and steps is not None
     ref_run = None
-    # YAN-TRF's own records are timed back to back with the reference record: no pairing
-    if reference is not None and gen.model != REFERENCE[0]:
+    if reference is not None and gen is not reference:
         ref_src, ref_mask = random_source(reference, batch, length, device, seed=cfg.seed)
         ref_run = lambda: reference.generate(ref_src, ref_mask, length, REFERENCE[1])  # noqa: E731
+    memory = None
+    if cfg.measure_memory:
+        memory = "warmup" if gen.uses_steps else "repeat"
     timing = time_paired(
         lambda: gen.generate(src, mask, length, steps),
         lambda: gen.generate(src, mask, warm_len, 1 if gen.uses_steps else None),
         device,
         cfg,
         reference=ref_run,
-        peak=counted,
+        peak=resolve_dtype(gen.dtype) if counted else None,
+        memory=memory,
     )
-    if is_reference(gen, steps):
+    if gen is reference and steps == REFERENCE[1]:
         timing.reference = list(timing.seconds)
     flops = _flops(gen, src, mask, length, steps) if counted and steps is not None else None
-    return _record(gen, length, steps, batch, timing, device, flops=flops)
+    rec = _record(gen, length, steps, batch, timing, device, flops=flops)
+    rec["reference_dtype"] = cfg.reference_dtype
+    return rec
 
 
 def _diffusion_at_full_steps(
@@ -327,6 +401,7 @@ def _diffusion_at_full_steps(
     if measured[0]["flops"] is not None:
         flops = measured[0]["flops"] // measured[0]["T"] * length
     rec = _record(gen, length, length, batch, timing, device, flops=flops, extrapolated=True)
+    rec["reference_dtype"] = cfg.reference_dtype
     fracs = [r["frac_of_peak"] for r in measured if r["frac_of_peak"] is not None]
     if fracs:  # the same forward pass as the measured steps, so their utilisation
         rec["frac_of_peak"] = float(np.median(fracs))
@@ -335,7 +410,7 @@ def _diffusion_at_full_steps(
 
 
 def run_latency(cfg: LatencyConfig, progress: Progress | None = print) -> list[dict[str, Any]]:
-    """Time every configured (model, preset, L, T, batch); one flat record each."""
+    """Time every configured (model, dtype, preset, L, T, batch); one flat record each."""
     device = resolve_device(cfg.device)
     say = progress or (lambda _msg: None)
     records: list[dict[str, Any]] = []
@@ -343,42 +418,63 @@ def run_latency(cfg: LatencyConfig, progress: Progress | None = print) -> list[d
         reference = None
         if cfg.paired_reference and REFERENCE[0] in cfg.models:
             reference = build_generator(
-                REFERENCE[0], preset, max_len=max(lengths), device=device, seed=cfg.seed
+                REFERENCE[0],
+                preset,
+                max_len=max(lengths),
+                device=device,
+                seed=cfg.seed,
+                dtype=cfg.reference_dtype,
             )
         for model in cfg.models:
+            if (model, preset) in cfg.skip:
+                continue
             usable = [n for n in lengths if supports(model, n, n)]
             if not usable:
                 say(f"skip {model} ({preset}): no supported length in {list(lengths)}")
                 continue
-            if reference is not None and model == REFERENCE[0]:
-                gen = reference
-            else:
-                gen = build_generator(
-                    model, preset, max_len=max(usable), device=device, seed=cfg.seed
-                )
-            say(f"{model} ({preset}, {gen.params / 1e6:.1f}M parameters)")
-            for length in usable:
-                for batch in cfg.batch_sizes:
-                    if batch > 1 and length not in cfg.batch_lengths:
-                        continue
-                    measured = []
-                    for steps in _steps_for(gen, cfg, length, batch):
-                        rec = measure(gen, length, steps, batch, cfg, device, reference)
-                        measured.append(rec)
-                        say(_line(rec))
-                    full = cfg.full_diffusion and gen.model == "masked-diffusion"
-                    if full and measured and length not in [r["T"] for r in measured]:
-                        rec = _diffusion_at_full_steps(
-                            gen, length, batch, measured, cfg, device, reference
-                        )
-                        measured.append(rec)
-                        say(_line(rec))
-                    records.extend(measured)
-            del gen
-            gc.collect()
+            for dtype in cfg.dtypes:
+                if reference is not None and (model, dtype) == (REFERENCE[0], reference.dtype):
+                    gen = reference
+                else:
+                    gen = build_generator(
+                        model, preset, max_len=max(usable), device=device, seed=cfg.seed,
+                        dtype=dtype,
+                    )  # fmt: skip
+                say(f"{model} ({preset}, {dtype}, {gen.params / 1e6:.1f}M parameters)")
+                records += _time_model(gen, usable, cfg, device, reference, say)
+                del gen
+                gc.collect()
         del reference
         gc.collect()
     add_reference_ratios(records)
+    return records
+
+
+def _time_model(
+    gen: Generator,
+    lengths: list[int],
+    cfg: LatencyConfig,
+    device: torch.device,
+    reference: Generator | None,
+    say: Progress,
+) -> list[dict[str, Any]]:
+    """Every (L, batch, T) of one built model; masked diffusion also at T = L."""
+    records = []
+    for length in lengths:
+        for batch in cfg.batch_sizes:
+            if batch > 1 and length not in cfg.batch_lengths:
+                continue
+            measured = []
+            for steps in _steps_for(gen, cfg, length, batch):
+                rec = measure(gen, length, steps, batch, cfg, device, reference)
+                measured.append(rec)
+                say(_line(rec))
+            full = cfg.full_diffusion and gen.model == "masked-diffusion"
+            if full and measured and length not in [r["T"] for r in measured]:
+                rec = _diffusion_at_full_steps(gen, length, batch, measured, cfg, device, reference)
+                measured.append(rec)
+                say(_line(rec))
+            records.extend(measured)
     return records
 
 
@@ -390,179 +486,12 @@ def _line(rec: dict[str, Any]) -> str:
         util = (
             f", {rec['flops_per_s'] / 1e9:.0f} GFLOP/s = {100 * rec['frac_of_peak']:.0f}% of peak"
         )
+    memory = "" if rec["peak_mem_mb"] is None else f", peak +{rec['peak_mem_mb']:.0f} MB"
     return (
-        f"  {rec['model']:<17} {rec['preset']:<5} L={rec['L']:<5} T={t:<5} B={rec['batch']:<2} "
-        f"{rec['seconds']:8.3f} s {rec['tokens_per_s']:10.1f} tok/s{util}{extra}"
+        f"  {rec['model']:<17} {rec['dtype']:<8} {rec['preset']:<5} L={rec['L']:<5} T={t:<5} "
+        f"B={rec['batch']:<2} {rec['seconds']:8.3f} s {rec['tokens_per_s']:10.1f} tok/s"
+        f"{util}{memory}{extra}"
     )
-
-
-# ---- summaries ---------------------------------------------------------------------------------
-def _key(rec: dict[str, Any]) -> tuple:
-    return rec["preset"], rec["L"], rec["batch"], rec["device"]
-
-
-def add_reference_ratios(
-    records: list[dict[str, Any]], reference: tuple[str, int] = REFERENCE
-) -> None:
-    """Set ``time_vs_reference``: seconds over YAN-TRF T=3's (Fig. 4 bottom).
-
-    The paired reference time of the record when there is one, else the reference record of
-    the same run (preset, L, batch, device); ``None`` when neither exists. Its inverse is
-    YAN-TRF's speed-up over that record.
-    """
-    ref = {_key(r): r["seconds"] for r in records if (r["model"], r["T"]) == reference}
-    for r in records:
-        base = r.get("reference_seconds") or ref.get(_key(r))
-        r["time_vs_reference"] = None if base is None else r["seconds"] / base
-
-
-def _label(rec: dict[str, Any]) -> str:
-    if rec["T"] is None:
-        return rec["model"]
-    if rec["model"] == "masked-diffusion" and rec["T"] == rec["L"]:
-        return f"{rec['model']} T=L"
-    return f"{rec['model']} T={rec['T']}"
-
-
-def _pivot(records: list[dict[str, Any]], value: str, digits: int) -> str:
-    lengths = sorted({r["L"] for r in records})
-    rows: dict[str, dict[str, Any]] = {}
-    for r in records:
-        row = rows.setdefault(
-            _label(r), {"model": _label(r), "params": f"{r['params'] / 1e6:.1f}M"}
-        )
-        v = r[value]
-        row[f"L={r['L']}"] = v if not r["extrapolated"] else f"{fmt(v, digits)}*"
-    columns = ["model", "params", *[f"L={n}" for n in lengths]]
-    return markdown_table(list(rows.values()), columns, digits)
-
-
-def goal_check(records: list[dict[str, Any]]) -> list[str]:
-    """The CPU targets: YAN-TRF T=3 vs GPT-2 at L=512 (paper presets, batch 1) and MFU."""
-    pick = {
-        (r["model"], r["T"]): r
-        for r in records
-        if r["preset"] == "paper" and r["L"] == 512 and r["batch"] == 1
-    }
-    yan, gpt2 = pick.get(REFERENCE), pick.get(("gpt2", None))
-    lines = []
-    if yan and gpt2:
-        ratio = gpt2["time_vs_reference"] or yan["tokens_per_s"] / gpt2["tokens_per_s"]
-        paired = " (paired runs)" if gpt2.get("reference_seconds") else ""
-        lines.append(
-            f"- YAN-TRF (T=3) {yan['tokens_per_s']:.0f} tokens/s vs GPT-2 124M with KV cache "
-            f"{gpt2['tokens_per_s']:.1f} tokens/s: **{ratio:.1f}x**{paired} (goal >= 15x)"
-        )
-    if yan and yan["frac_of_peak"] is not None:
-        bound = yan["peak_flops_per_s"] / (yan["flops"] / yan["L"])
-        lines.append(
-            f"- YAN-TRF (T=3): {yan['flops'] / 1e9:.0f} GFLOP per sequence, "
-            f"{yan['flops_per_s'] / 1e9:.0f} GFLOP/s achieved vs a measured matmul peak of "
-            f"{yan['peak_flops_per_s'] / 1e9:.0f} GFLOP/s: **{100 * yan['frac_of_peak']:.0f}%** "
-            f"of the FLOP-bound {bound:.0f} tokens/s (goal >= 70%)"
-        )
-    return lines
-
-
-def markdown_report(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """The latency report: goal check, tokens/s and time ratios per preset and batch, MFU."""
-    out = [
-        "# Inference latency and throughput\n",
-        f"Device {meta['device']}, {meta['threads']} threads, torch {meta['torch']}; "
-        f"1-minute load average {meta['load_start']} at the start and {meta['load_end']} at "
-        "the end (the machine is shared).\n",
-        "Oracle lengths, greedy decoding, source length = target length L, random weights; "
-        "median over repeats after warm-up. `*` = extrapolated from the measured per-step "
-        "time (masked diffusion at T = L). Time ratios pair every repeat with a YAN-TRF T=3 "
-        "run made right after it, so load changes on the machine cancel.\n",
-    ]
-    goals = goal_check(records)
-    if goals:
-        out += ["## Targets (paper presets, L = 512, batch 1)\n", *goals, ""]
-    groups = sorted({(r["preset"], r["batch"]) for r in records}, key=lambda k: (k[1], k[0]))
-    for preset, batch in groups:
-        group = [r for r in records if r["preset"] == preset and r["batch"] == batch]
-        out.append(f"## Tokens/s: preset `{preset}`, batch {batch}\n")
-        out.append(_pivot(group, "tokens_per_s", 1))
-        if any(r["time_vs_reference"] is not None for r in group):
-            out.append(
-                f"\nInference time relative to YAN-TRF T=3 (preset `{preset}`, batch {batch}):\n"
-            )
-            out.append(_pivot(group, "time_vs_reference", 2))
-        out.append("")
-    util = [r for r in records if r["frac_of_peak"] is not None]
-    if util:
-        rows = [
-            {
-                "model": _label(r),
-                "preset": r["preset"],
-                "L": r["L"],
-                "batch": r["batch"],
-                "GFLOP": r["flops"] / 1e9,
-                "GFLOP/s": r["flops_per_s"] / 1e9,
-                "peak GFLOP/s": r["peak_flops_per_s"] / 1e9,
-                "% of peak": 100 * r["frac_of_peak"],
-                "FLOP-bound tok/s": r["peak_flops_per_s"] * r["L"] * r["batch"] / r["flops"],
-                "tok/s": r["tokens_per_s"],
-            }
-            for r in util
-        ]
-        out.append("## FLOP utilisation (FLOPs counted with FlopCounterMode)\n")
-        out.append(markdown_table(rows, list(rows[0]), 1))
-    return "\n".join(out)
-
-
-def plot(records: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """Tokens/s and time relative to YAN-TRF T=3 versus L, one pair of panels per preset."""
-    ones = [r for r in records if r["batch"] == 1]
-    presets = [p for p in PRESETS if any(r["preset"] == p for r in ones)]
-    if not presets:
-        return None
-    fig, axes = new_figure(2 * len(presets), width=4.8)
-    for i, preset in enumerate(presets):
-        group = [r for r in ones if r["preset"] == preset]
-        series: dict[str, list[dict[str, Any]]] = {}
-        for r in group:
-            series.setdefault(_label(r), []).append(r)
-        for label, rs in sorted(series.items()):
-            rs = sorted(rs, key=lambda r: r["L"])
-            ls = [r["L"] for r in rs]
-            style = "-" if label.startswith("yan") else "--"
-            width = 2.5 if label == "yan-trf T=3" else 1.2
-            axes[2 * i].plot(
-                ls, [r["tokens_per_s"] for r in rs], style, lw=width, marker="o", ms=3, label=label
-            )
-            ratios = [r["time_vs_reference"] for r in rs]
-            if all(v is not None for v in ratios):
-                axes[2 * i + 1].plot(ls, ratios, style, lw=width, marker="o", ms=3, label=label)
-        for ax, ylabel in zip(axes[2 * i : 2 * i + 2], ("tokens / s", "time / YAN-TRF (T=3)")):
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("target length L")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"preset {preset}, batch 1")
-            ax.grid(True, which="both", alpha=0.3)
-        axes[2 * i].legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def write_outputs(
-    records: list[dict[str, Any]],
-    meta: dict[str, Any],
-    out_dir: str | Path,
-    json_path: str | Path | None = None,
-) -> dict[str, Path]:
-    """Write the records (JSON list), metadata, the markdown report and the figure."""
-    out_dir = Path(out_dir)
-    paths = {
-        "json": write_json(json_path or out_dir / "latency.json", records),
-        "meta": write_json(out_dir / "latency_meta.json", meta),
-        "markdown": write_text(out_dir / "latency.md", markdown_report(records, meta)),
-    }
-    figure = plot(records, out_dir / "latency.png")
-    if figure is not None:
-        paths["figure"] = figure
-    return paths
 
 
 def latency_main(cfg: LatencyConfig, out_dir: str | Path, json_path: str | Path | None) -> dict:
@@ -570,6 +499,12 @@ def latency_main(cfg: LatencyConfig, out_dir: str | Path, json_path: str | Path 
     device = resolve_device(cfg.device)
     meta = machine_info(device)
     meta["load_start"] = meta.pop("load_1min")
+    meta["dtypes"], meta["reference_dtype"] = list(cfg.dtypes), cfg.reference_dtype
+    meta["memory_kind"] = (
+        "CUDA max_memory_allocated above the allocated memory before the call"
+        if device.type == "cuda"
+        else "peak RSS above the RSS before the call"
+    )
     meta["matmul_peak_flops_per_s_start"] = matmul_peak(device, n=cfg.peak_size)
     print(
         f"matmul peak {meta['matmul_peak_flops_per_s_start'] / 1e9:.0f} GFLOP/s fp32 "
@@ -587,6 +522,7 @@ def latency_main(cfg: LatencyConfig, out_dir: str | Path, json_path: str | Path 
 
 __all__ = [
     "AR_MODELS",
+    "DTYPES",
     "LENGTHS",
     "REFERENCE",
     "REQUIRED_KEYS",

@@ -42,6 +42,7 @@ under 30 minutes on a 2-core CPU; the full run (``make bench``) writes
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import random
@@ -77,6 +78,7 @@ METRICS = (
     "exact_match",
     "label_acc",
     "label_acc_free",
+    "agreement",  # tokens identical to the float32 generation (the low-precision rows)
 )
 ARCH_NAMES = {"transformer": "yan-trf", "mamba": "yan-mamba"}
 
@@ -103,6 +105,8 @@ class LearnConfig:
         classify_examples: held-out reviews for classification, a seeded sample of the whole
             test split (:func:`spread`); ``None``: ``eval_examples``.
         overrides: YANConfig fields for every YAN run (e.g. the paper-literal recipe).
+        low_precision: also score YAN at T = 3, frozen routing with its weights in this dtype
+            (``bfloat16``; ``None``: not), with its agreement with the float32 tokens.
         work: folder for the trained models; reruns reuse finished ones.
     """
 
@@ -126,6 +130,7 @@ class LearnConfig:
     classify_examples: int | None = None
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    low_precision: str | None = "bfloat16"
     work: Path = Path("runs/bench-learn")
     device: str | None = None
     progress: bool = True
@@ -150,6 +155,10 @@ class LearnConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.classify_examples is not None and self.classify_examples < 1:
             raise ValueError(f"classify_examples must be >= 1, got {self.classify_examples}")
+        if self.low_precision is not None:
+            from yan.precision import dtype_name, resolve_dtype
+
+            self.low_precision = dtype_name(resolve_dtype(self.low_precision))
         if self.mamba_stage2_steps is not None and self.mamba_stage2_steps < 1:
             raise ValueError(f"mamba_stage2_steps must be >= 1, got {self.mamba_stage2_steps}")
         unknown = set(self.archs) - set(ARCH_NAMES)
@@ -446,9 +455,10 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
 
     Classification starts the flow from noise: its target (a label) is not aligned with the
     source, and the trainer switches unaligned tasks to ``flow_start = "noise"``
-    (:func:`yan.train.start_for_task`).
+    (:func:`yan.resolve.start_for_task`).
     """
-    from yan.train import TRAINING_FIELDS, TrainArgs, train
+    from yan.resolve import TRAINING_FIELDS
+    from yan.train import TrainArgs, train
 
     root = cfg.work / ARCH_NAMES[arch]
     common = dict(
@@ -558,12 +568,19 @@ def yan_records(cfg: LearnConfig, run: YanRun, arch: str, data: TaskData) -> lis
         records += metric_records(
             task, f"{name}-no-flow", scores, cfg.stage1_steps, run.seconds["stage1"]
         )
+        paper_ids: list[list[int]] = []
         for T in cfg.T:
             for routing in cfg.routings:
                 gens = generate_ids(ckpt, examples, steps=T, routing=routing, seed=cfg.seed)
                 scores = score_task(task, examples, gens.ids, tok)
                 records += metric_records(task, name, scores, steps, seconds, T=T, routing=routing)
                 _log(task, name, scores, T, routing)
+                if (T, routing) == PAPER_SETTING:
+                    paper_ids = gens.ids
+        if paper_ids and cfg.low_precision:
+            records += low_precision_records(
+                task, name, ckpt, examples, paper_ids, cfg, steps, seconds
+            )
         # Clamped infilling, as the baselines decode aligned tasks (`keep_source`): the same
         # flow, with the visible source tokens output as they are (paper's T, frozen routing).
         gens = generate_ids(ckpt, examples, steps=3, seed=cfg.seed, keep_visible=True)
@@ -594,6 +611,43 @@ def yan_records(cfg: LearnConfig, run: YanRun, arch: str, data: TaskData) -> lis
     return records
 
 
+def identical_fraction(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> float:
+    """The fraction of target positions where two generations hold the same token."""
+    same = total = 0
+    for x, y in zip(a, b, strict=True):
+        same += sum(p == q for p, q in zip(x, y))
+        total += max(len(x), len(y))
+    return same / max(total, 1)
+
+
+def low_precision_records(
+    task: str,
+    name: str,
+    ckpt: Any,
+    examples: Sequence[Example],
+    reference_ids: list[list[int]],
+    cfg: LearnConfig,
+    steps: int,
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """YAN at the paper's setting with its weights in ``cfg.low_precision`` (a copy: the
+    float32 model stays as it is): the task's scores, and ``agreement``, the fraction of
+    tokens identical to the float32 generation (same seed, same noise)."""
+    from yan.evaluate import generate_ids
+    from yan.precision import resolve_dtype
+
+    low = dataclasses.replace(
+        ckpt, model=copy.deepcopy(ckpt.model).to(resolve_dtype(cfg.low_precision))
+    )
+    T, routing = PAPER_SETTING
+    gens = generate_ids(low, examples, steps=T, routing=routing, seed=cfg.seed)
+    scores = score_task(task, examples, gens.ids, ckpt.tokenizer)
+    scores["agreement"] = identical_fraction(reference_ids, gens.ids)
+    label = f"{name}-{cfg.low_precision}"
+    _log(task, label, scores, T, routing)
+    return metric_records(task, label, scores, steps, seconds, T=T, routing=routing)
+
+
 # ---- baselines ----------------------------------------------------------------------------------
 def train_baseline_run(
     cfg: LearnConfig, name: str, tok: Any, task: str, data: str, steps: int, init: Path | None
@@ -602,7 +656,7 @@ def train_baseline_run(
     from yan import data as yan_data
     from yan.baselines import build_baseline, load_baseline, save_baseline, train_baseline
     from yan.baselines.common import BaselineConfig
-    from yan.train import ALIGNED_TASKS
+    from yan.resolve import ALIGNED_TASKS
 
     folder = cfg.work / name / task
     settings = {
@@ -740,9 +794,9 @@ HEADLINE = {  # the metric that says whether a model learnt the task
     "classify": "label_acc",
 }
 TASK_METRICS = {
-    "copy": ("token_acc", "rouge1", "rougeL"),
-    "infill": ("masked_acc", "token_acc", "rouge1", "rougeL"),
-    "last-word": ("exact_match", "masked_acc", "token_acc", "rougeL"),
+    "copy": ("token_acc", "rouge1", "rougeL", "agreement"),
+    "infill": ("masked_acc", "token_acc", "rouge1", "rougeL", "agreement"),
+    "last-word": ("exact_match", "masked_acc", "token_acc", "rougeL", "agreement"),
     "classify": ("label_acc", "label_acc_free"),
 }
 PAPER_SETTING = (3, "frozen")  # T = 3 Euler steps, frozen routing (sec. 5.3)

@@ -9,14 +9,22 @@ attention; element-wise work is not counted, as is usual for model-FLOP utilisat
 counter knows the CUDA attention kernels but not the CPU flash-attention kernel that
 ``scaled_dot_product_attention`` dispatches to on CPU, so that one is added here with the same
 formula (``sdpa_flop_count``: ``2 L_q L_k (E + E_v)`` per batch and head).
+
+Peak memory (:func:`peak_memory`): on CUDA the allocator's peak; on Linux CPUs the peak
+resident set size over the call, above the resident size before it (the heap's free pages are
+returned first, so memory freed by earlier calls does not hide new use).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import gc
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +94,15 @@ def time_call(
     return Timing(seconds)
 
 
+@functools.lru_cache(maxsize=4)
+def _square_operands(
+    device: torch.device, n: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=torch.float32, generator=gen).to(dtype)
+    return a, torch.randn(n, n, device=device, generator=gen).to(dtype)
+
+
 def matmul_peak(
     device: torch.device,
     *,
@@ -97,12 +114,11 @@ def matmul_peak(
     """Measured FLOP/s of a large square matmul (``2 n^3`` FLOPs), median over repeats.
 
     ``n`` defaults to 2048 on CPU (~17 GFLOP per product) and 8192 on CUDA. This is the
-    practical peak that model-FLOP utilisation is compared against.
+    practical peak that model-FLOP utilisation is compared against. The operands are drawn once
+    per (device, n, dtype) and kept, so a check after every timed repeat costs one product.
     """
     n = n or (8192 if device.type == "cuda" else 2048)
-    gen = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    a, b = _square_operands(device, n, dtype)
     timing = time_call(lambda: a @ b, device, repeats=repeats, warmup=warmup)
     return 2.0 * n**3 / timing.median
 
@@ -145,11 +161,72 @@ def load_average() -> float | None:
         return None
 
 
+@dataclass
+class MemoryReading:
+    """Filled in when a :func:`peak_memory` block ends: ``bytes`` stays ``None`` where the
+    platform cannot tell (a CPU without ``/proc/self/clear_refs``)."""
+
+    bytes: int | None = None
+
+
+def _proc_status_kib(*keys: str) -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in keys:
+                out[key] = int(value.split()[0])
+    return out
+
+
+def _reset_cpu_peak() -> bool:
+    """Return free heap pages to the OS and restart the peak RSS counter (Linux >= 4.0)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the reading may then undercount reused freed memory
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset VmHWM, the peak resident set size, to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[MemoryReading]:
+    """Measure the extra memory a block needs at its peak, in bytes.
+
+    CUDA: ``max_memory_allocated`` minus the memory allocated before the block. CPU (Linux):
+    the peak RSS during the block minus the RSS before it, after the heap's free pages were
+    given back (``malloc_trim``), so memory cached from an earlier call does not hide new use.
+    The trim makes the block page its memory in afresh: measure an untimed call.
+    """
+    reading = MemoryReading()
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield reading
+        synchronize(device)
+        reading.bytes = torch.cuda.max_memory_allocated(device) - before
+        return
+    ok = _reset_cpu_peak()
+    before = _proc_status_kib("VmRSS").get("VmRSS") if ok else None
+    yield reading
+    if before is not None:
+        peak = _proc_status_kib("VmHWM").get("VmHWM", before)
+        reading.bytes = max(0, peak - before) * 1024
+
+
 __all__ = [
+    "MemoryReading",
     "Timing",
     "count_flops",
     "load_average",
     "matmul_peak",
+    "peak_memory",
     "resolve_device",
     "synchronize",
     "time_call",

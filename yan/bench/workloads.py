@@ -24,7 +24,10 @@ Presets and vocabularies (each model with its own tokenizer, as in the paper, Ap
 Position tables are sized to the longest benchmarked sequence (``max_len``), so long lengths
 can be timed with random weights. GPT-2 is timed up to ``L = 512`` only, as in the paper's
 Fig. 4 (its 1,024-token context holds a 512-token source and a 512-token target; the one
-separator position we add costs nothing measurable), see :func:`supports`.
+separator position we add costs nothing measurable); BART and masked diffusion up to
+``L = 1024``, YAN up to 2048 (see :func:`supports`).
+
+``dtype`` casts the weights (``bfloat16``: see :mod:`yan.precision` for what stays float32).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from torch import nn
 from yan.baselines import build_baseline, count_parameters
 from yan.config import preset as yan_preset
 from yan.model import YAN
+from yan.precision import dtype_name, resolve_dtype
 
 YAN_MODELS = ("yan-trf", "yan-mamba")
 AR_MODELS = ("gpt2", "bart")
@@ -54,6 +58,9 @@ VOCAB = {
     ("tiny", "baseline"): 64,
 }
 GPT2_MAX_LEN = 512  # Fig. 4 truncates GPT-2 at its context: source and target of 512 each
+# BART-base and the masked-diffusion model have 1,024 positions (source + target for the
+# latter); only YAN, whose cost grows slowest with L, is timed beyond (L = 2048)
+BASELINE_MAX_LEN = 1024
 
 
 def _yan_preset(model: str, preset: str) -> tuple[str, dict]:
@@ -74,6 +81,7 @@ class Generator:
         params: number of parameters.
         module: the underlying ``nn.Module``.
         generate: the decode call; ``T`` is ignored by the autoregressive models.
+        dtype: the weights' dtype name (``float32``, ``bfloat16``, ...).
     """
 
     model: str
@@ -82,6 +90,13 @@ class Generator:
     params: int
     module: nn.Module
     generate: Callable[[torch.Tensor, torch.Tensor, int, int | None], object]
+    dtype: str = "float32"
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the parameters and buffers (the weights' share of the memory)."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     @property
     def uses_steps(self) -> bool:
@@ -92,20 +107,37 @@ class Generator:
 def supports(model: str, src_len: int, length: int) -> bool:
     """Whether ``model`` can run a source of ``src_len`` and a target of ``length`` tokens.
 
-    Only GPT-2 has a limit here: source and target share its 1,024-token context.
+    GPT-2's source and target share its 1,024-token context; the other baselines stop at
+    :data:`BASELINE_MAX_LEN`; YAN has no limit here.
     """
     if model == "gpt2":
         return max(src_len, length) <= GPT2_MAX_LEN
+    if model not in YAN_MODELS:
+        return max(src_len, length) <= BASELINE_MAX_LEN
     return True
 
 
 def build_generator(
-    model: str, preset: str, *, max_len: int, device: torch.device, seed: int = 0
+    model: str,
+    preset: str,
+    *,
+    max_len: int,
+    device: torch.device,
+    seed: int = 0,
+    dtype: str | torch.dtype = "float32",
 ) -> Generator:
-    """Build ``model`` at ``preset`` with random weights on ``device``, in eval mode.
+    """Build ``model`` at ``preset`` with random weights on ``device``, in eval mode, with its
+    weights cast to ``dtype``.
 
     ``max_len`` is the longest source or target it will see (positions are sized to fit).
     """
+    gen = _build(model, preset, max_len=max_len, device=device, seed=seed)
+    gen.dtype = dtype_name(resolve_dtype(dtype))
+    gen.module.to(resolve_dtype(dtype))
+    return gen
+
+
+def _build(model: str, preset: str, *, max_len: int, device: torch.device, seed: int) -> Generator:
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
     if preset not in PRESETS:
@@ -162,6 +194,7 @@ def random_source(
 
 __all__ = [
     "AR_MODELS",
+    "BASELINE_MAX_LEN",
     "GPT2_MAX_LEN",
     "MODELS",
     "PRESETS",
