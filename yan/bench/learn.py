@@ -458,23 +458,11 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
     (:func:`yan.resolve.start_for_task`).
     """
     from yan.resolve import TRAINING_FIELDS
-    from yan.train import TrainArgs, train
+    from yan.train import train
+    from yan.train_args import resumable_run
 
     root = cfg.work / ARCH_NAMES[arch]
-    common = dict(
-        resume=True,
-        overwrite=True,  # a run cut short before its first checkpoint starts again
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        warmup=cfg.warmup,
-        max_len=cfg.max_len,
-        seed=cfg.seed,
-        eval_every=0,
-        save_every=250,
-        log_every=50,
-        device=cfg.device_name(),
-        progress=cfg.progress,
-    )
+    common = dict(save_every=250, log_every=50, device=cfg.device_name(), progress=cfg.progress)
     later = {k: v for k, v in cfg.overrides.items() if k in TRAINING_FIELDS}
     stages = {  # folder: what differs between the three runs
         "stage1": dict(
@@ -504,7 +492,7 @@ def train_yan(cfg: LearnConfig, arch: str, tokenizer: Path | None) -> YanRun:
         ),
     }
     seconds = {
-        name: train(TrainArgs(out=root / name, **spec, **common)).elapsed
+        name: train(resumable_run(root / name, cfg, **spec, **common)).elapsed
         for name, spec in stages.items()
     }
     return YanRun(root / "stage1", root / "stage2", root / "classify", seconds)
@@ -654,7 +642,13 @@ def train_baseline_run(
 ) -> tuple[Path, float]:
     """Train (or reuse) one baseline on ``task``; returns its folder and training seconds."""
     from yan import data as yan_data
-    from yan.baselines import build_baseline, load_baseline, save_baseline, train_baseline
+    from yan.baselines import (
+        baseline_class,
+        build_baseline,
+        load_baseline,
+        save_baseline,
+        train_baseline,
+    )
     from yan.baselines.common import BaselineConfig
     from yan.resolve import ALIGNED_TASKS
 
@@ -688,8 +682,8 @@ def train_baseline_run(
     if init is not None:
         model = load_baseline(init, device=cfg.device_name())
     else:
-        # GPT-2 reads [source, separator, target]; masked diffusion [source, target]
-        max_len = 2 * cfg.max_len + (1 if name == "gpt2" else 0)
+        # the positions a source and a target of max_len take in the baseline's layout
+        max_len = baseline_class(name).positions(cfg.max_len, cfg.max_len)
         model = build_baseline(
             name,
             cfg.preset,
@@ -724,12 +718,12 @@ def baseline_records(cfg: LearnConfig, name: str, tok: Any, data: TaskData) -> l
     )
     device = cfg.device_name()
     records: list[dict[str, Any]] = []
-    settings = cfg.diffusion_T if name == "masked-diffusion" else (None,)
     for folder, tasks, steps, seconds in (
         (infill, ("copy", "infill", "last-word"), cfg.pretrain_steps, s_infill),
         (classify, ("classify",), cfg.pretrain_steps + cfg.finetune_steps, s_infill + s_cls),
     ):
         ckpt = load_checkpoint(folder, baseline=name, device=device)
+        settings = cfg.diffusion_T if ckpt.uses_steps else (None,)
         for task in tasks:
             for T in settings:
                 examples = data.examples[task]
