@@ -157,7 +157,9 @@ def test_bench_generators_answer_through_the_protocol(model):
     assert isinstance(gen.module, GenerationModel)
     assert gen.uses_steps == gen.module.uses_steps
     src = torch.randint(0, gen.vocab_size - 2, (2, 4))
-    ids = gen.generate(src, torch.ones_like(src, dtype=torch.bool), 3, 2 if gen.uses_steps else None)
+    ids = gen.generate(
+        src, torch.ones_like(src, dtype=torch.bool), 3, 2 if gen.uses_steps else None
+    )
     assert ids.shape == (2, 3)
 
 
