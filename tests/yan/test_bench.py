@@ -307,3 +307,14 @@ def test_quality_bench_end_to_end_at_tiny_sizes(corpus, tmp_path):
 def test_diversity_of_one_word_generations_has_no_dist2():
     out = diversity(["alpha", "beta", "alpha"])  # no bigrams at all: Dist-2 is undefined
     assert math.isnan(out["dist2"]) and 0 <= out["self_bleu"] <= 100 and out["semdist"] >= 0
+
+
+def test_profile_of_one_generation_accounts_for_its_whole_time():
+    from yan.bench.profile import profile_generation
+
+    rows = profile_generation("yan-trf", "tiny", length=8, steps=2, rows=5)
+    assert [r["operator"] for r in rows[-2:]] == ["(all others)", "total"]
+    total = rows[-1]["self ms"]
+    assert total > 0 and sum(r["self ms"] for r in rows[:-1]) == pytest.approx(total)
+    assert all(r["share %"] >= 0 for r in rows) and rows[0]["self ms"] >= rows[1]["self ms"]
+    assert any("addmm" in r["operator"] or "mm" in r["operator"] for r in rows[:-2])

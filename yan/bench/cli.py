@@ -19,6 +19,10 @@ from yan.cli import exit_with_error
 from yan.precision import ALIASES, DTYPES
 
 MODES = ("latency", "quality", "isotropy", "learn", "all")
+# `all` is the three parts of a few minutes each (under 10 minutes together with --quick on a
+# 2-core CPU); `learn` trains eight models to equal budgets (~25 minutes even with --quick)
+# and is run on its own
+ALL = ("latency", "quality", "isotropy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         "whether YAN learns: copy / infill / last-word / classify against equal-budget "
         "baselines and trivial references (learn).",
     )
-    p.add_argument("mode", nargs="?", choices=MODES, default="latency", help="part to run")
+    p.add_argument(
+        "mode",
+        nargs="?",
+        choices=MODES,
+        default="latency",
+        help=f"part to run; all = {', '.join(ALL)} (learn runs on its own)",
+    )
     p.add_argument("--quick", action="store_true", help="a few minutes per part on a CPU")
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
     p.add_argument(
@@ -113,9 +123,13 @@ def run(ns: argparse.Namespace) -> dict[str, dict[str, Path]]:
             raise ValueError(f"--threads must be >= 1, got {ns.threads}")
         torch.set_num_threads(ns.threads)
     written: dict[str, dict[str, Path]] = {}
-    if ns.mode in ("latency", "all"):
+
+    def wanted(part: str) -> bool:
+        return ns.mode == part or (ns.mode == "all" and part in ALL)
+
+    if wanted("latency"):
         written["latency"] = latency_main(latency_config(ns), ns.out, ns.json)
-    if ns.mode in ("quality", "all"):
+    if wanted("quality"):
         from yan.bench.quality import QualityConfig, quality_main
 
         qcfg = QualityConfig.quick() if ns.quick else QualityConfig()
@@ -123,7 +137,7 @@ def run(ns: argparse.Namespace) -> dict[str, dict[str, Path]]:
             steps=ns.steps, checkpoint=ns.checkpoint, work=ns.work, device=ns.device
         )
         written["quality"] = quality_main(qcfg, ns.out)
-    if ns.mode in ("learn", "all"):
+    if wanted("learn"):
         from yan.bench.learn import LearnConfig, learn_main
 
         lcfg = LearnConfig.quick() if ns.quick else LearnConfig()
@@ -137,7 +151,7 @@ def run(ns: argparse.Namespace) -> dict[str, dict[str, Path]]:
             lcfg.overrides = {**lcfg.overrides, **dict(map(parse_override, ns.overrides))}
         json_path = ns.json if ns.mode == "learn" else None
         written["learn"] = learn_main(lcfg, ns.out, json_path)
-    if ns.mode in ("isotropy", "all"):
+    if wanted("isotropy"):
         from yan.bench.isotropy import IsotropyConfig, isotropy_main
 
         icfg = IsotropyConfig.quick() if ns.quick else IsotropyConfig()
