@@ -38,7 +38,7 @@ COMMANDS = {
     "eval": ("yan.evaluate", "evaluate a checkpoint on a task and write JSON/markdown tables"),
     "bench": ("yan.bench", "latency / tokens-per-second and quality benchmarks vs baselines"),
     "plot-run": ("yan.plot_run", "render the loss curves of a training run to PNG"),
-    "info": ("yan.model", "print a preset's configuration and parameter counts"),
+    "info": ("yan.info", "print a preset's configuration and parameter counts"),
 }
 
 

@@ -42,27 +42,22 @@ from yan.model import YAN
 from yan.plot_run import plot_run
 from yan.threads import apply_threads
 from yan.tokenizer import YanTokenizer
-from yan.train import TrainArgs, train
+from yan.train import train
+from yan.train_args import resumable_run
 
 
 def _train_stage(ns: argparse.Namespace, stage: str, out: Path, init: Path | None) -> float:
     """Train (or resume / skip) one stage; returns the seconds its training loop took."""
     result = train(
-        TrainArgs(
-            out=out,
+        resumable_run(
+            out,
+            ns,
             data=ns.data,
             stage=stage,
             preset=ns.preset,
             task="pretrain" if stage == "1" else "infill",
             max_steps=ns.stage1_steps if stage == "1" else ns.stage2_steps,
             init=init,
-            resume=True,
-            overwrite=True,  # a run cut short before its first checkpoint starts again
-            batch_size=ns.batch_size,
-            lr=ns.lr,
-            warmup=ns.warmup,
-            max_len=ns.max_len,
-            seed=ns.seed,
             eval_every=ns.eval_every,
             eval_batches=ns.eval_batches,
             save_every=ns.save_every,

@@ -39,9 +39,10 @@ import torch
 
 from yan import eval as yan_eval
 from yan.cli import exit_with_error
-from yan.data import collate, prepare
+from yan.data import prepare
 from yan.data.splits import SPLITS
-from yan.data.tasks import Example
+from yan.data.tasks import EVAL_TASKS, Example
+from yan.generation import generate_batched, source_batches
 from yan.loading import (  # noqa: F401  (re-exported: callers import them from here)
     DEFAULT_TASK_OF_STAGE,
     Checkpoint,
@@ -51,8 +52,6 @@ from yan.loading import (  # noqa: F401  (re-exported: callers import them from 
     read_run_info,
 )
 from yan.tokenizer import YanTokenizer
-
-EVAL_TASKS = yan_eval.TASKS  # infill, last-word, qa, classify
 
 
 # ---- data, generation, scoring -------------------------------------------------------------
@@ -116,43 +115,29 @@ def generate_ids(
 ) -> Generations:
     """Oracle-length greedy generation for every example, in batches.
 
-    ``steps``: YAN's Euler steps T (required), masked diffusion's denoising steps (``None``:
-    one token per step; a T above a batch's longest target is clamped to it); ignored by the
-    autoregressive baselines. YAN's noise is seeded by ``seed`` and the batch index, and its
-    experts are routed by ``routing`` and ``keep_visible`` clamps the visible source tokens of
-    aligned tasks (see :meth:`yan.model.YAN.generate`; the baselines' counterpart is their
-    ``keep_source`` config field).
+    The model answers through :class:`yan.generation.GenerationModel` (the loop is
+    :func:`yan.generation.generate_batched`): ``steps`` is YAN's Euler steps T (required),
+    masked diffusion's denoising steps (``None``: one token per step; a T above a batch's
+    longest target is clamped to it), and is ignored by the autoregressive baselines. YAN's
+    noise is seeded by ``seed`` and the batch index, its experts are routed by ``routing`` and
+    ``keep_visible`` clamps the visible source tokens of aligned tasks (see
+    :meth:`yan.model.YAN.generate`); the baselines have neither option (their counterpart of
+    ``keep_visible`` is their ``keep_source`` config field) and ignore them.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if ckpt.kind == "yan" and steps is None:
-        raise ValueError("YAN needs steps (the number of Euler steps T)")
-    pad = ckpt.tokenizer.pad_id
     device = next(ckpt.model.parameters()).device
-    out: list[list[int]] = []
     start = time.perf_counter()
-    for n, first in enumerate(range(0, len(examples), batch_size)):
-        batch = collate(examples[first : first + batch_size], pad).to(device)
-        lengths = batch.tgt_mask.sum(1)
-        if ckpt.kind == "yan":
-            tokens = ckpt.model.generate(
-                batch.src,
-                batch.src_mask,
-                lengths,
-                steps=steps,
-                routing=routing,
-                seed=seed + n,
-                pad_id=pad,
-                keep_visible=keep_visible,
-            ).tokens
-        elif ckpt.kind == "masked-diffusion":
-            width = int(lengths.max())
-            t = None if steps is None else min(steps, width)
-            tokens = ckpt.model.generate(batch.src, batch.src_mask, lengths, steps=t)
-        else:
-            tokens = ckpt.model.generate(batch.src, batch.src_mask, lengths)
-        for row, n_tok in zip(tokens.cpu(), lengths.tolist()):
-            out.append(row[:n_tok].tolist())
+    out = generate_batched(
+        ckpt.model,
+        [e.src_ids for e in examples],
+        [len(e.tgt_ids) for e in examples],
+        pad_id=ckpt.tokenizer.pad_id,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        routing=routing,
+        keep_visible=keep_visible,
+    )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return Generations(out, time.perf_counter() - start)
@@ -172,8 +157,8 @@ def choose_labels(
     """Rank classification: per example, the ids of the candidate the model scores highest.
 
     ``choices`` are the candidate targets (for classification the distinct padded label
-    sequences of the training split), all of one length; each model ranks them with its own
-    ``choice_scores(src, src_mask, choices)`` (``log p(candidate | source)``, see
+    sequences of the training split), all of one length; each model ranks them with its
+    :meth:`~yan.generation.GenerationModel.score_choices` (``log p(candidate | source)``, see
     :meth:`yan.model.YAN.choice_scores`). Ties go to the earliest candidate. Batches and
     seeds are those of :func:`generate_ids`, so YAN's flow endpoint for a batch is the one its
     free generation of targets of the candidates' length starts decoding from. ``steps``
@@ -181,10 +166,6 @@ def choose_labels(
     (GPT-2 and BART score the exact likelihood of a candidate, masked diffusion the
     pseudo-likelihood of one all-mask pass).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if ckpt.kind == "yan" and steps is None:
-        raise ValueError("YAN needs steps (the number of Euler steps T)")
     cands = [[int(i) for i in c] for c in choices]
     if not cands or not cands[0]:
         raise ValueError("choices must hold at least one candidate of at least one token")
@@ -192,18 +173,14 @@ def choose_labels(
         raise ValueError(
             f"choices must all have one length, got lengths {sorted({len(c) for c in cands})}"
         )
-    pad = ckpt.tokenizer.pad_id
     device = next(ckpt.model.parameters()).device
     table = torch.tensor(cands, dtype=torch.long, device=device)
     out: list[list[int]] = []
-    for n, first in enumerate(range(0, len(examples), batch_size)):
-        batch = collate(examples[first : first + batch_size], pad).to(device)
-        if ckpt.kind == "yan":
-            scores = ckpt.model.choice_scores(
-                batch.src, batch.src_mask, table, steps=steps, routing=routing, seed=seed + n
-            )
-        else:
-            scores = ckpt.model.choice_scores(batch.src, batch.src_mask, table)
+    sources = [e.src_ids for e in examples]
+    for batch in source_batches(sources, ckpt.tokenizer.pad_id, batch_size, device):
+        scores = ckpt.model.score_choices(
+            batch.src, batch.src_mask, table, steps=steps, seed=seed + batch.index, routing=routing
+        )
         out += [list(cands[i]) for i in scores.argmax(1).tolist()]
     return out
 

@@ -37,12 +37,13 @@ import torch
 from moefm.sampling import ROUTINGS, SOLVERS
 from yan import loading
 from yan.cli import exit_with_error
+from yan.data.tasks import EVAL_TASKS as TASKS
 from yan.distributed import DEVICES, pick_device
+from yan.generation import source_batches
 from yan.model import YAN
 from yan.precision import ALIASES, DTYPES, resolve_dtype
 from yan.tokenizer import YanTokenizer
 
-TASKS = loading.TASKS
 # Where a too-long source is cut: keep the end next to the question / the missing word.
 KEEP_END = ("qa", "last-word")
 
@@ -54,18 +55,32 @@ def load_checkpoint(
     task: str | None = None,
     tokenizer: str | Path | None = None,
 ) -> tuple[YAN, YanTokenizer]:
-    """Model and tokenizer of a training output folder (or any ``save_pretrained`` folder).
+    """Deprecated: use :func:`yan.loading.load_checkpoint` (and :func:`yan.loading.check_task`),
+    the one checkpoint loader; this returns its ``(model, tokenizer)`` for a YAN checkpoint."""
+    warnings.warn(
+        "yan.generate.load_checkpoint is deprecated; use yan.loading.load_checkpoint, which "
+        "returns a Checkpoint (.model, .tokenizer)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    ckpt = _load_yan(path, device, task=task, tokenizer=tokenizer)
+    return ckpt.model, ckpt.tokenizer
 
-    The checks are ``yan eval``'s (:func:`yan.loading.load_checkpoint`): the tokenizer must be
-    the checkpoint's own, and with ``task`` the checkpoint must have been trained for it
-    (:func:`yan.loading.check_task`; a stage-1 autoencoder is refused for every task).
-    ``tokenizer`` is needed only for a folder without tokenizer files.
-    """
+
+def _load_yan(
+    path: str | Path,
+    device: str | torch.device,
+    *,
+    task: str | None,
+    tokenizer: str | Path | None,
+) -> loading.Checkpoint:
+    """A YAN checkpoint, checked as ``yan eval`` checks it: the tokenizer must be the
+    checkpoint's own and, with ``task``, the checkpoint must have been trained for it (a
+    stage-1 autoencoder is refused for every task)."""
     ckpt = loading.load_checkpoint(path, tokenizer=tokenizer, device=device)
     if task is not None:
         loading.check_task(ckpt, task)
-    assert isinstance(ckpt.model, YAN)  # no baseline= given: always a YAN
-    return ckpt.model, ckpt.tokenizer
+    return ckpt
 
 
 def encode_sources(
@@ -141,24 +156,18 @@ def generate_texts(
     rows = [(i, s) for i in range(len(sources)) for s in range(num_samples)]
     device = model.device
     records: list[dict[str, Any]] = []
-    for chunk_no, start in enumerate(range(0, len(rows), batch_size)):
-        chunk = rows[start : start + batch_size]
-        seqs = [sources[i] for i, _ in chunk]
-        width = max(len(s) for s in seqs)
-        src = torch.full((len(seqs), width), tok.pad_id, dtype=torch.long)
-        src_mask = torch.zeros(src.shape, dtype=torch.bool)
-        for r, s in enumerate(seqs):
-            src[r, : len(s)] = torch.tensor(s)
-            src_mask[r, : len(s)] = True
-        tgt_len: Any = [len(s) for s in seqs] if task == "infill" else length
+    inputs = [sources[i] for i, _ in rows]
+    for batch in source_batches(inputs, tok.pad_id, batch_size):
+        chunk = [rows[r] for r in batch.rows]
+        tgt_len: Any = [len(inputs[r]) for r in batch.rows] if task == "infill" else length
         out = model.generate(
-            src.to(device),
-            src_mask.to(device),
+            batch.src.to(device),
+            batch.src_mask.to(device),
             tgt_len,
             steps=steps,
             solver=solver,
             routing=routing,
-            seed=seed + chunk_no,
+            seed=seed + batch.index,
             temperature=temperature,
             pad_id=tok.pad_id,
         )
@@ -247,9 +256,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ns = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         items = [{"text": ns.text}] if ns.text is not None else read_inputs(ns.input)
-        model, tok = load_checkpoint(
+        ckpt = _load_yan(
             ns.checkpoint, pick_device(ns.device), task=ns.task, tokenizer=ns.tokenizer
         )
+        model, tok = ckpt.model, ckpt.tokenizer
         model.to(resolve_dtype(ns.dtype))
         records = generate_texts(
             model,

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from yan.data.tasks import EVAL_TASKS as TASKS
+from yan.generation import GenerationModel
+from yan.resolve import DEFAULT_TASK as DEFAULT_TASK_OF_STAGE  # the name callers import
 from yan.run_state import RUN_FILE, STATE_FILE
 from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer, read_json_object
-
-TASKS = ("infill", "last-word", "qa", "classify")  # the same as yan.eval.TASKS
-DEFAULT_TASK_OF_STAGE = {"1": "pretrain", "2": "infill"}
 
 
 @dataclass
@@ -86,14 +86,15 @@ class Checkpoint:
     """A model ready to run, with its tokenizer and training metadata.
 
     Attributes:
-        model: a :class:`yan.model.YAN` or a :class:`yan.baselines.Baseline`, in eval mode.
+        model: a :class:`yan.model.YAN` or a :class:`yan.baselines.Baseline`, in eval mode;
+            both implement :class:`yan.generation.GenerationModel`.
         tokenizer: the tokenizer its ids belong to.
         kind: ``"yan"`` or the baseline's name.
         info: the training run's metadata.
         path: the folder it was loaded from.
     """
 
-    model: nn.Module
+    model: GenerationModel
     tokenizer: YanTokenizer
     kind: str
     info: RunInfo
@@ -101,19 +102,13 @@ class Checkpoint:
 
     @property
     def uses_steps(self) -> bool:
-        """Whether generation takes a number of steps T (YAN, masked diffusion)."""
-        return self.kind in ("yan", "masked-diffusion")
+        """Whether generation takes a number of steps T (the model says: YAN, masked diffusion)."""
+        return self.model.uses_steps
 
     @property
     def max_len(self) -> int:
         """Longest source or target the model takes (its own limit, before any data setting)."""
-        cfg = self.model.config
-        if self.kind == "yan":
-            return cfg.max_len
-        # BART reads [sep, source]; GPT-2 [source, sep, target]; masked diffusion [source, target]
-        return {"bart": cfg.max_len - 1, "gpt2": (cfg.max_len - 1) // 2}.get(
-            self.kind, cfg.max_len // 2
-        )
+        return self.model.max_source_len
 
 
 def _tokenizer_label(tok: YanTokenizer) -> set[str]:

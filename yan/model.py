@@ -19,12 +19,10 @@ Reading order follows the paper:
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,39 +32,10 @@ from moefm.sampling import ROUTINGS, SOLVERS, SampleResult, sample
 from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regularized_ae_loss
 from .batch import Seq2SeqBatch, aligned_source_ids
 from .checkpoint import read_pretrained, write_pretrained
-from .config import PRESETS, YANConfig, parse_override, preset
+from .config import YANConfig, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
+from .generation import Generation, TextTokenizer, source_batches
 from .precision import resolve_dtype
-
-
-class TextTokenizer(Protocol):
-    """What :meth:`YAN.generate_text` needs from a tokenizer (``yan.tokenizer.YanTokenizer``)."""
-
-    pad_id: int
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
-
-
-@dataclass
-class Generation:
-    """The output of :meth:`YAN.generate`.
-
-    Attributes:
-        tokens: ``(B, Lt)`` token ids, ``pad_id`` at padding.
-        mask: ``(B, Lt)`` True at generated tokens.
-        lengths: ``(B,)`` target lengths (oracle or predicted).
-        experts: the expert chosen per token (frozen/argmax routing), ``(B, Lt)``; see
-            :class:`moefm.sampling.SampleResult` for the other routings.
-        nfe: number of trunk evaluations (T for Euler).
-    """
-
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    lengths: torch.Tensor
-    experts: torch.Tensor | None
-    nfe: int
 
 
 class YAN(nn.Module):
@@ -396,12 +365,7 @@ class YAN(nn.Module):
                 autoregressive baselines use for these tasks (``BaselineConfig.keep_source``);
                 ``False`` (default, the paper's) returns the model's own output everywhere.
         """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        if solver not in SOLVERS:
-            raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
-        if routing not in ROUTINGS:
-            raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+        _check_sampling(steps, solver, routing)
         if not (temperature >= 0 and math.isfinite(temperature)):
             # checked before the flow runs, not by the decoder after it
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
@@ -515,10 +479,7 @@ class YAN(nn.Module):
             >>> model.choice_scores(torch.tensor([[5, 6, 7]]), None, labels, steps=3).shape
             torch.Size([1, 2])
         """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        if routing not in ROUTINGS:
-            raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+        _check_sampling(steps, "euler", routing)
         if not isinstance(choices, torch.Tensor) or choices.dim() != 2:
             raise ValueError(
                 f"choices must be a (C, Lc) tensor of token ids, got {_describe(choices)}"
@@ -563,17 +524,60 @@ class YAN(nn.Module):
                 f"{self.config.vocab_size}: they do not belong together"
             )
         encoded = [list(tokenizer.encode(text)) for text in texts]
-        width = max(len(ids) for ids in encoded)
-        src = torch.full((len(texts), width), tokenizer.pad_id, dtype=torch.long)
-        src_mask = torch.zeros(src.shape, dtype=torch.bool)
-        for row, ids in enumerate(encoded):
-            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            src_mask[row, : len(ids)] = True
-        out = self.generate(src, src_mask, tgt_len, pad_id=tokenizer.pad_id, **kwargs)
+        batch = next(source_batches(encoded, tokenizer.pad_id, len(encoded)))  # one batch
+        out = self.generate(batch.src, batch.src_mask, tgt_len, pad_id=tokenizer.pad_id, **kwargs)
         return [
             tokenizer.decode(row[:n].tolist())
             for row, n in zip(out.tokens.cpu(), out.lengths.tolist())
         ]
+
+    # ---- the generation protocol (yan.generation.GenerationModel) ----
+    uses_steps = True  # T Euler steps: T field evaluations
+
+    @property
+    def max_source_len(self) -> int:
+        return self.config.max_len
+
+    def supports(self, src_len: int, tgt_len: int) -> bool:
+        """Source and target each fit ``max_len`` (they have positions of their own)."""
+        return max(src_len, tgt_len) <= self.config.max_len
+
+    def max_steps(self, tgt_len: int) -> int | None:
+        return None  # any number of Euler steps
+
+    def generate_ids(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        pad_id: int | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """:meth:`generate`'s token ids for oracle ``lengths``; ``steps`` (T) is required and
+        ``options`` are :meth:`generate`'s (``routing``, ``keep_visible``, ...)."""
+        if steps is None:
+            raise ValueError("YAN needs steps (the number of Euler steps T)")
+        pad = 0 if pad_id is None else pad_id
+        out = self.generate(src, src_mask, lengths, steps=steps, seed=seed, pad_id=pad, **options)
+        return out.tokens
+
+    def score_choices(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor,
+        choices: torch.Tensor,
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> torch.Tensor:
+        """:meth:`choice_scores` (``options``: ``routing``); ``steps`` (T) is required."""
+        if steps is None:
+            raise ValueError("YAN needs steps (the number of Euler steps T)")
+        return self.choice_scores(src, src_mask, choices, steps=steps, seed=seed, **options)
 
     # ---- bookkeeping ----
     def param_counts(self) -> dict[str, int]:
@@ -601,6 +605,16 @@ class YAN(nn.Module):
         return counts
 
 
+def _check_sampling(steps: int, solver: str, routing: str) -> None:
+    """Refuse a T, solver or routing the sampler does not have, before any work is done."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
+    if routing not in ROUTINGS:
+        raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
+
+
 def _describe(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
@@ -608,29 +622,10 @@ def _describe(x: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m yan.model --preset NAME [--set KEY=VALUE ...]``: parameter counts."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--preset", default="paper-trf", choices=list(PRESETS))
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (JSON value), e.g. --set K=4",
-    )
-    args = parser.parse_args(argv)
-    try:
-        config = preset(args.preset, **dict(parse_override(s) for s in args.set))
-    except ValueError as err:
-        parser.error(str(err))
-    with torch.device("meta"):  # counts only: no memory, no initialisation cost
-        model = YAN(config)
-    print(
-        f"YAN preset {args.preset!r} (arch={config.arch}, d={config.d_model}, "
-        f"vocab={config.vocab_size:,}, K={config.K})"
-    )
-    for part, n in model.param_counts().items():
-        print(f"  {part:<12} {n:>13,}  ({n / 1e6:7.2f}M)")
+    """``python -m yan.model``: the parameter counts of :mod:`yan.info`."""
+    from yan.info import main as info_main
+
+    info_main(argv)
 
 
 if __name__ == "__main__":

@@ -201,4 +201,19 @@ def check_args(args: TrainArgs) -> None:
         raise FileNotFoundError(f"--init checkpoint folder not found: {args.init}")
 
 
-__all__ = ["PRECISIONS", "SAMPLE_BY", "TrainArgs", "arg", "check_args"]
+def resumable_run(out: str | Path, budget: Any, **fields: Any) -> TrainArgs:
+    """The :class:`TrainArgs` of a benchmark or demo run, one stage of it.
+
+    Such runs are rerun until done: ``resume`` continues a stopped run (or skips a finished
+    one) and ``overwrite`` restarts one cut short before its first checkpoint. ``budget`` is
+    any settings object whose ``batch_size``, ``lr``, ``warmup``, ``max_len`` and ``seed`` the
+    runs of one benchmark share; ``fields`` are the rest (``eval_every`` defaults to 0: a
+    benchmark scores its models itself).
+    """
+    shared = {k: getattr(budget, k) for k in ("batch_size", "lr", "warmup", "max_len", "seed")}
+    return TrainArgs(
+        out=Path(out), resume=True, overwrite=True, **{"eval_every": 0, **shared, **fields}
+    )
+
+
+__all__ = ["PRECISIONS", "SAMPLE_BY", "TrainArgs", "arg", "check_args", "resumable_run"]

@@ -11,6 +11,7 @@ decode greedily with oracle target lengths, and share one interface::
 
 from yan.baselines.bart import BartBaseline
 from yan.baselines.build import (
+    baseline_class,
     build_baseline,
     build_from_config,
     count_parameters,
@@ -30,6 +31,7 @@ __all__ = [
     "BaselineConfig",
     "GPT2Baseline",
     "MaskedDiffusionBaseline",
+    "baseline_class",
     "build_baseline",
     "build_from_config",
     "count_parameters",

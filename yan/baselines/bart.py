@@ -62,6 +62,10 @@ class BartBaseline(Baseline):
         self.seq2seq = BartForConditionalGeneration(hf)
         self._cache_kw = cache_kwarg(self.seq2seq)
 
+    @classmethod
+    def positions(cls, src_len: int, tgt_len: int) -> int:
+        return max(src_len + 1, tgt_len)  # encoder [<sep>, source], decoder the target
+
     def _encoder_input(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
         """``[<sep>, source...]``, right-padded and trimmed to the longest real row."""
         check_src(src, src_mask)

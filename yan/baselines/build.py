@@ -23,6 +23,13 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def baseline_class(name: str) -> type[Baseline]:
+    """The class of baseline ``name`` (one of :data:`yan.baselines.BASELINES`)."""
+    if name not in _CLASSES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    return _CLASSES[name]
+
+
 def build_from_config(config: BaselineConfig) -> Baseline:
     """A freshly initialised baseline of the given architecture."""
     return _CLASSES[config.name](config)

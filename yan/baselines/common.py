@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -206,6 +207,66 @@ class Baseline(nn.Module, ABC):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    # ---- the generation protocol (yan.generation.GenerationModel) ----
+    uses_steps = False  # greedy autoregressive decoding: one pass per token, no T
+
+    @classmethod
+    @abstractmethod
+    def positions(cls, src_len: int, tgt_len: int) -> int:
+        """Positions a source of ``src_len`` and a target of ``tgt_len`` tokens take in the
+        model's layout (what ``config.max_len`` must hold)."""
+
+    def supports(self, src_len: int, tgt_len: int) -> bool:
+        return self.positions(src_len, tgt_len) <= self.config.max_len
+
+    @property
+    def max_source_len(self) -> int:
+        """The longest ``L`` with :meth:`supports` ``(L, L)`` (positions grow with ``L``)."""
+        n = self.config.max_len
+        while n > 0 and not self.supports(n, n):
+            n -= 1
+        return n
+
+    def max_steps(self, tgt_len: int) -> int | None:
+        return None
+
+    def generate_ids(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        lengths: Tensor,
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        pad_id: int | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """:meth:`generate` (greedy, so ``seed`` is not needed); ``steps`` reaches the models
+        that :attr:`uses_steps`. ``options`` are YAN's decoding options (``routing``,
+        ``keep_visible``, ...), which a baseline does not have and ignores: its counterpart of
+        ``keep_visible`` is ``config.keep_source``."""
+        tokens = self._generate_ids(src, src_mask, lengths, steps)
+        if pad_id is None or pad_id == self.config.pad_id:
+            return tokens
+        return tokens.masked_fill(~length_mask(lengths.to(tokens.device), tokens.shape[1]), pad_id)
+
+    def _generate_ids(self, src: Tensor, src_mask: Tensor, lengths: Tensor, steps: int | None):
+        return self.generate(src, src_mask, lengths)
+
+    def score_choices(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        choices: Tensor,
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> Tensor:
+        """:meth:`choice_scores`; ``steps``, ``seed`` and YAN's ``options`` are ignored (the
+        scores are exact, or for masked diffusion one all-mask pass)."""
+        return self.choice_scores(src, src_mask, choices)
 
     def source_to_keep(self, src: Tensor, src_mask: Tensor, width: int) -> Tensor | None:
         """With ``keep_source``: the aligned source ids the decoder must emit (``mask_id``

@@ -68,6 +68,10 @@ class GPT2Baseline(Baseline):
             self.seg_emb = nn.Embedding(2, config.d_model)
             nn.init.normal_(self.seg_emb.weight, std=hf.initializer_range)
 
+    @classmethod
+    def positions(cls, src_len: int, tgt_len: int) -> int:
+        return src_len + 1 + tgt_len  # [source, <sep>, target]
+
     def _prompt(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Left-padded ``[source..., <sep>]`` and its mask."""
         check_src(src, src_mask)

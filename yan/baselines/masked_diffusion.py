@@ -112,6 +112,21 @@ class MaskedDiffusionBaseline(Baseline):
         self.head.weight = self.tok_emb.weight
         self.apply(self._init)
 
+    # ---- the generation protocol: T denoising steps, at most one per target token ----
+    uses_steps = True
+
+    @classmethod
+    def positions(cls, src_len: int, tgt_len: int) -> int:
+        return src_len + tgt_len  # [source, target]
+
+    def max_steps(self, tgt_len: int) -> int | None:
+        return tgt_len
+
+    def _generate_ids(self, src: Tensor, src_mask: Tensor, lengths: Tensor, steps: int | None):
+        # a T above the batch's longest target is clamped to it (every step unmasks a token)
+        t = None if steps is None else min(steps, int(lengths.max()))
+        return self.generate(src, src_mask, lengths, steps=t)
+
     @staticmethod
     def _init(module: nn.Module) -> None:
         # GPT-2's initialisation, as in the other two baselines (the convolution too: at

@@ -103,7 +103,8 @@ class IsotropyConfig:
 
 def train_variants(cfg: IsotropyConfig) -> dict[str, Path]:
     """Train (or resume / reuse) the four stage-1 autoencoders; all share the first's tokenizer."""
-    from yan.train import TrainArgs, train
+    from yan.train import train
+    from yan.train_args import resumable_run
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = cfg.work / f"isotropy-{cfg.preset}-{cfg.steps}"
@@ -113,23 +114,16 @@ def train_variants(cfg: IsotropyConfig) -> dict[str, Path]:
         out = root / name
         print(f"stage 1, {name}: {weights} -> {out}")
         train(
-            TrainArgs(
-                out=out,
+            resumable_run(
+                out,
+                cfg,
                 data=cfg.data,
                 stage="1",
                 preset=cfg.preset,
                 task="pretrain",
                 max_steps=cfg.steps,
-                resume=True,
-                overwrite=True,  # a run cut short before its first checkpoint starts again
-                batch_size=cfg.batch_size,
-                lr=cfg.lr,
-                warmup=cfg.warmup,
-                max_len=cfg.max_len,
-                seed=cfg.seed,
                 tokenizer=tokenizer,
                 overrides=dict(weights),
-                eval_every=0,
                 save_every=max(cfg.steps, 1),
                 progress=False,
                 device="cpu" if device == "cpu" else "cuda",

@@ -64,7 +64,6 @@ from yan.bench.workloads import (
     AR_MODELS,
     MODELS,
     PRESETS,
-    YAN_MODELS,
     Generator,
     build_generator,
     random_source,
@@ -189,14 +188,15 @@ class LatencyConfig:
 def _steps_for(gen: Generator, cfg: LatencyConfig, length: int, batch: int) -> list[int | None]:
     if not gen.uses_steps:
         return [None]
+    limit = gen.max_steps(length)  # bounded: denoising steps (``diffusion_steps``)
     if batch > 1:
         steps = cfg.batch_steps
-    elif gen.model == "masked-diffusion" and cfg.diffusion_steps is not None:
+    elif limit is not None and cfg.diffusion_steps is not None:
         steps = cfg.diffusion_steps
     else:
         steps = cfg.steps
     # masked diffusion unmasks at least one token per step: T <= L
-    return [t for t in steps if gen.model in YAN_MODELS or t <= length]
+    return [t for t in steps if limit is None or t <= limit]
 
 
 @dataclass
@@ -327,7 +327,7 @@ def _flops(gen: Generator, src: torch.Tensor, mask: torch.Tensor, length: int, s
     YAN's first Euler step adds the gate to a trunk step (frozen routing), every later one is a
     trunk step and the chosen expert, so two counts (T = 1, 2) give every T."""
     one = _count(gen, src, mask, length, 1)
-    if gen.model == "masked-diffusion":
+    if gen.max_steps(length) is not None:  # every denoising step is the same forward pass
         return steps * one
     if steps == 1:
         return one
@@ -469,7 +469,7 @@ def _time_model(
                 rec = measure(gen, length, steps, batch, cfg, device, reference)
                 measured.append(rec)
                 say(_line(rec))
-            full = cfg.full_diffusion and gen.model == "masked-diffusion"
+            full = cfg.full_diffusion and gen.max_steps(length) is not None
             if full and measured and length not in [r["T"] for r in measured]:
                 rec = _diffusion_at_full_steps(gen, length, batch, measured, cfg, device, reference)
                 measured.append(rec)

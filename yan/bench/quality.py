@@ -131,26 +131,16 @@ def yan_checkpoint(cfg: QualityConfig) -> Path:
         return Path(cfg.checkpoint)
     if cfg.preset == "small" and (DEMO_CHECKPOINT / "model.safetensors").is_file():
         return DEMO_CHECKPOINT
-    from yan.train import TrainArgs, train
+    from yan.train import train
+    from yan.train_args import resumable_run
 
     s1, s2 = cfg.work / f"yan-{cfg.preset}-stage1", cfg.work / f"yan-{cfg.preset}-stage2"
-    common = dict(
-        data=cfg.data,
-        preset=cfg.preset,
-        resume=True,  # a rerun continues or skips a finished stage
-        overwrite=True,  # a run cut short before its first checkpoint starts again
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        warmup=cfg.warmup,
-        max_len=cfg.max_len,
-        seed=cfg.seed,
-        eval_every=0,
-        save_every=100,
-        device=_device(cfg),
-    )
-    train(TrainArgs(out=s1, stage="1", task="pretrain", max_steps=cfg.stage1_steps, **common))
+    common = dict(data=cfg.data, preset=cfg.preset, save_every=100, device=_device(cfg))
+    train(resumable_run(s1, cfg, stage="1", task="pretrain", max_steps=cfg.stage1_steps, **common))
     train(
-        TrainArgs(out=s2, stage="2", task="infill", init=s1, max_steps=cfg.stage2_steps, **common)
+        resumable_run(
+            s2, cfg, stage="2", task="infill", init=s1, max_steps=cfg.stage2_steps, **common
+        )
     )
     return s2
 

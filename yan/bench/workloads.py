@@ -34,18 +34,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
-from yan.baselines import build_baseline, count_parameters
+from yan.baselines import baseline_class, build_baseline, count_parameters
 from yan.config import preset as yan_preset
+from yan.generation import GenerationModel
 from yan.model import YAN
 from yan.precision import dtype_name, resolve_dtype
 
-YAN_MODELS = ("yan-trf", "yan-mamba")
-AR_MODELS = ("gpt2", "bart")
-MODELS = (*YAN_MODELS, *AR_MODELS, "masked-diffusion")
 PRESETS = ("paper", "small", "tiny")
 
 # vocabulary per (preset, family): YAN reads LLaMA-3 ids, the baselines GPT-2 ids (paper)
@@ -63,11 +62,66 @@ GPT2_MAX_LEN = 512  # Fig. 4 truncates GPT-2 at its context: source and target o
 BASELINE_MAX_LEN = 1024
 
 
-def _yan_preset(model: str, preset: str) -> tuple[str, dict]:
-    arch = "transformer" if model == "yan-trf" else "mamba"
+def _build_yan(arch: str, preset: str, max_len: int) -> tuple[nn.Module, int]:
+    """YAN with ``arch`` at ``preset`` (paper: App. B.3 sizes), positions for ``max_len``."""
+    vocab = VOCAB[preset, "yan"]
     if preset == "paper":
-        return ("paper-trf" if arch == "transformer" else "paper-mamba"), {}
-    return preset, {"arch": arch}
+        name, overrides = f"paper-{'trf' if arch == 'transformer' else 'mamba'}", {}
+    else:
+        name, overrides = preset, {"arch": arch}
+    config = yan_preset(name, vocab_size=vocab, **overrides)
+    if config.max_len < max_len:
+        config = config.replace(max_len=max_len)
+    return YAN(config), vocab
+
+
+def _build_baseline(name: str, cap: int, preset: str, max_len: int) -> tuple[nn.Module, int]:
+    """Baseline ``name`` at ``preset``, positions for a source and target of ``max_len`` each
+    (at most ``cap``, the longest it is timed at)."""
+    vocab = VOCAB[preset, "baseline"]
+    n = min(max_len, cap)
+    positions = baseline_class(name).positions(n, n)
+    model = build_baseline(
+        name, preset, vocab_size=vocab, pad_id=vocab - 2, mask_id=vocab - 1, max_len=positions
+    )
+    return model, vocab
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How the benchmark builds one model, and the longest source / target it times it at.
+
+    Attributes:
+        build: ``(preset, max_len) -> (model, vocab_size)``, random weights.
+        max_length: the paper's context for the model (Fig. 4); ``None``: no limit.
+    """
+
+    build: Callable[[str, int], tuple[nn.Module, int]]
+    max_length: int | None = None
+
+
+def _baseline(name: str, cap: int) -> Workload:
+    return Workload(partial(_build_baseline, name, cap), cap)
+
+
+# The registry of timed models: names -> builders. Everything else the benchmark needs to know
+# about a model (does T matter, how many steps at most) the built model says itself
+# (yan.generation.GenerationModel).
+_YAN = {
+    "yan-trf": Workload(partial(_build_yan, "transformer")),
+    "yan-mamba": Workload(partial(_build_yan, "mamba")),
+}
+_AUTOREGRESSIVE = {
+    "gpt2": _baseline("gpt2", GPT2_MAX_LEN),
+    "bart": _baseline("bart", BASELINE_MAX_LEN),
+}
+WORKLOADS: dict[str, Workload] = {
+    **_YAN,
+    **_AUTOREGRESSIVE,
+    "masked-diffusion": _baseline("masked-diffusion", BASELINE_MAX_LEN),
+}
+MODELS = tuple(WORKLOADS)
+YAN_MODELS, AR_MODELS = tuple(_YAN), tuple(_AUTOREGRESSIVE)  # groups for callers and reports
 
 
 @dataclass
@@ -79,7 +133,7 @@ class Generator:
         preset: ``paper``, ``small`` or ``tiny``.
         vocab_size: ids of its tokenizer (source ids are drawn below it).
         params: number of parameters.
-        module: the underlying ``nn.Module``.
+        module: the underlying model, a :class:`yan.generation.GenerationModel`.
         generate: the decode call; ``T`` is ignored by the autoregressive models.
         dtype: the weights' dtype name (``float32``, ``bfloat16``, ...).
     """
@@ -88,33 +142,37 @@ class Generator:
     preset: str
     vocab_size: int
     params: int
-    module: nn.Module
+    module: GenerationModel
     generate: Callable[[torch.Tensor, torch.Tensor, int, int | None], object]
     dtype: str = "float32"
 
     @property
     def weight_bytes(self) -> int:
         """Bytes of the parameters and buffers (the weights' share of the memory)."""
-        tensors = [*self.module.parameters(), *self.module.buffers()]
+        module: nn.Module = self.module  # type: ignore[assignment]  (YAN and baselines are)
+        tensors = [*module.parameters(), *module.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @property
     def uses_steps(self) -> bool:
         """Whether ``T`` matters (YAN, masked diffusion) or decoding takes L passes (AR)."""
-        return self.model not in AR_MODELS
+        return self.module.uses_steps  # a GenerationModel answers
+
+    def max_steps(self, length: int) -> int | None:
+        """The most steps ``T`` a target of ``length`` tokens takes (``None``: no bound)."""
+        return self.module.max_steps(length)
 
 
 def supports(model: str, src_len: int, length: int) -> bool:
-    """Whether ``model`` can run a source of ``src_len`` and a target of ``length`` tokens.
+    """Whether ``model`` is timed with a source of ``src_len`` and a target of ``length`` tokens.
 
     GPT-2's source and target share its 1,024-token context; the other baselines stop at
     :data:`BASELINE_MAX_LEN`; YAN has no limit here.
     """
-    if model == "gpt2":
-        return max(src_len, length) <= GPT2_MAX_LEN
-    if model not in YAN_MODELS:
-        return max(src_len, length) <= BASELINE_MAX_LEN
-    return True
+    if model not in WORKLOADS:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    cap = WORKLOADS[model].max_length
+    return cap is None or max(src_len, length) <= cap
 
 
 def build_generator(
@@ -138,46 +196,19 @@ def build_generator(
 
 
 def _build(model: str, preset: str, *, max_len: int, device: torch.device, seed: int) -> Generator:
-    if model not in MODELS:
+    if model not in WORKLOADS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
     torch.manual_seed(seed)
-    if model in YAN_MODELS:
-        vocab = VOCAB[preset, "yan"]
-        name, overrides = _yan_preset(model, preset)
-        config = yan_preset(name, vocab_size=vocab, **overrides)
-        if config.max_len < max_len:
-            config = config.replace(max_len=max_len)
-        yan = YAN(config).to(device).eval()
+    module, vocab = WORKLOADS[model].build(preset, max_len)
+    net: GenerationModel = module.to(device).eval()  # type: ignore[assignment]
 
-        def run_yan(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
-            return yan.generate(src, mask, length, steps=steps or 1, seed=seed)
+    def run(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
+        lengths = torch.full((src.shape[0],), length, dtype=torch.long, device=src.device)
+        return net.generate_ids(src, mask, lengths, steps=steps, seed=seed)
 
-        return Generator(model, preset, vocab, count_parameters(yan), yan, run_yan)
-
-    vocab = VOCAB[preset, "baseline"]
-    # positions: GPT-2 and masked diffusion read [source, (sep,) target]; BART [sep, source]
-    needed = {
-        "gpt2": 2 * min(max_len, GPT2_MAX_LEN) + 1,
-        "bart": max_len + 1,
-        "masked-diffusion": 2 * max_len,
-    }[model]
-    baseline = build_baseline(
-        model, preset, vocab_size=vocab, pad_id=vocab - 2, mask_id=vocab - 1, max_len=needed
-    )
-    baseline = baseline.to(device).eval()
-    if model == "masked-diffusion":
-
-        def run_md(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
-            return baseline.generate(src, mask, length, steps=steps or length)
-
-        return Generator(model, preset, vocab, count_parameters(baseline), baseline, run_md)
-
-    def run_ar(src: torch.Tensor, mask: torch.Tensor, length: int, steps: int | None):
-        return baseline.generate(src, mask, length)
-
-    return Generator(model, preset, vocab, count_parameters(baseline), baseline, run_ar)
+    return Generator(model, preset, vocab, count_parameters(module), net, run)
 
 
 def random_source(
@@ -199,8 +230,10 @@ __all__ = [
     "MODELS",
     "PRESETS",
     "VOCAB",
+    "WORKLOADS",
     "YAN_MODELS",
     "Generator",
+    "Workload",
     "build_generator",
     "random_source",
     "supports",

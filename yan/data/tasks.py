@@ -31,7 +31,10 @@ import numpy as np
 
 from yan.data.records import Record, as_text
 
-TASKS = ("pretrain", "infill", "last-word", "qa", "classify")
+# The downstream tasks a trained checkpoint is scored and used on (sec. 5.1): the one home of
+# this list (yan.eval.TASKS, yan.loading.TASKS and yan.generate.TASKS are this tuple).
+EVAL_TASKS = ("infill", "last-word", "qa", "classify")
+TASKS = ("pretrain", *EVAL_TASKS)  # every framing, stage-1 pretraining included
 
 # Fields each framing reads ("context" is optional for qa: chat-style QA has none).
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {

@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from yan.data.tasks import EVAL_TASKS as TASKS
 from yan.eval.diversity import diversity as diversity_metrics
 from yan.eval.report import write_report
 from yan.eval.semantic import bertscore_f1
 from yan.eval.text import Reference, accuracy, check_pairs, exact_match, rouge, token_f1
-
-TASKS = ("infill", "last-word", "qa", "classify")
 
 _METRICS: dict[str, tuple[str, ...]] = {
     "infill": ("rouge1", "rouge2", "rougeL"),
