@@ -79,8 +79,9 @@ class GenerationModel(Protocol):
             seed: seeds the model's noise (YAN: z0 and the expert draws); greedy models
                 are deterministic and ignore it.
             pad_id: written past each row's length; ``None``: the model's own padding id.
-            **options: model-specific decoding options (YAN: ``routing``, ``keep_visible``,
-                ``solver``, ``temperature``); a model refuses options it does not know.
+            **options: YAN's decoding options (``routing``, ``keep_visible``, ``solver``,
+                ``temperature``; YAN refuses others); the baselines have no counterpart and
+                ignore them.
         """
         ...
 
