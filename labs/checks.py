@@ -18,135 +18,42 @@ reference answer in :mod:`labs.solutions`; the test suite runs the notebooks tha
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 import moefm
 import moefm.train
+from labs.check_tools import (  # noqa: F401  (SOLUTIONS_ENV, exercise: the notebooks' API)
+    SOLUTIONS_ENV,
+    as_tensor_of,
+    call_student,
+    compare,
+    exercise,
+    fn_name,
+    passed,
+    seeded,
+    solutions_enabled,
+)
 from moefm import toy
 from moefm.theory import GaussianMixture, moefm_optimum
-
-SOLUTIONS_ENV = "MOEFM_LAB_SOLUTIONS"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def solutions_enabled() -> bool:
-    """True when ``MOEFM_LAB_SOLUTIONS`` is set to anything but ``""``, ``0``, ``false``, ``no``."""
-    return os.environ.get(SOLUTIONS_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def exercise(fn: F) -> F:
-    """Mark ``fn`` as the answer to a notebook exercise.
-
-    Returns ``fn`` itself, so the notebook uses the student's code; with ``MOEFM_LAB_SOLUTIONS=1``
-    it returns the function of the same name from :mod:`labs.solutions` instead.
-    """
-    if not solutions_enabled():
-        return fn
-    from labs import solutions
-
-    try:
-        return getattr(solutions, fn.__name__)
-    except AttributeError as err:
-        raise AttributeError(f"labs.solutions has no solution named {fn.__name__!r}") from err
-
-
-# ---- helpers --------------------------------------------------------------------------------
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__name__", "your function")
-
-
-def _call(fn: Callable[..., Any], *args: Any, hint: str = "") -> Any:
-    """Call the student's function; an unwritten exercise or a crash becomes an AssertionError."""
-    try:
-        return fn(*args)
-    except NotImplementedError as err:
-        raise AssertionError(
-            f"{_name(fn)} is not written yet: replace `raise NotImplementedError` in the "
-            "exercise cell with your code, run that cell, then this one"
-        ) from err
-    except (RuntimeError, TypeError, ValueError, IndexError) as err:
-        raise AssertionError(
-            f"{_name(fn)} raised {type(err).__name__}: {err}" + (f"\nHint: {hint}" if hint else "")
-        ) from err
-
-
-def _tensor(x: Any, what: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, (int, float)):
-        return torch.tensor(float(x))
-    raise AssertionError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-
-
-Mistake = tuple[str, torch.Tensor]
-
-
-def _compare(
-    mine: Any,
-    ref: torch.Tensor,
-    what: str,
-    *,
-    mistakes: Sequence[Mistake] = (),
-    hint: str = "",
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
-) -> None:
-    """Assert ``mine`` equals ``ref``; if not, name the first known mistake it matches."""
-    mine = _tensor(mine, what).detach().to(torch.float64)
-    ref = ref.detach().to(torch.float64)
-    if tuple(mine.shape) != tuple(ref.shape):
-        raise AssertionError(
-            f"{what} has shape {tuple(mine.shape)}, expected {tuple(ref.shape)}"
-            + (f"\nHint: {hint}" if hint else "")
-        )
-    if not torch.isfinite(mine).all():
-        raise AssertionError(
-            f"{what} holds NaN or inf values" + (f"\nHint: {hint}" if hint else "")
-        )
-    if torch.allclose(mine, ref, atol=atol, rtol=rtol):
-        return
-    for message, wrong in mistakes:
-        wrong = wrong.detach().to(torch.float64)
-        if wrong.shape == mine.shape and torch.allclose(mine, wrong, atol=atol, rtol=rtol):
-            raise AssertionError(f"{what} is wrong: {message}")
-    err = float((mine - ref).abs().max())
-    i = int((mine - ref).abs().flatten().argmax())
-    raise AssertionError(
-        f"{what} differs from the library by up to {err:.3g} (one entry: yours "
-        f"{float(mine.flatten()[i]):.5g}, library {float(ref.flatten()[i]):.5g})"
-        + (f"\nHint: {hint}" if hint else "")
-    )
-
-
-def _passed(message: str) -> None:
-    print(f"passed: {message}")
-
 
 # ---- notebook 01 ----------------------------------------------------------------------------
 
 
 def check_linear_path(fn: Callable[..., Any]) -> None:
     """``fn(z0, z1, t) -> (z_t, u_star)`` with ``t`` of shape ``(B,)`` is eq. (2)."""
-    g = _gen(0)
+    g = seeded(0)
     z0, z1 = torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g)
     broadcast = "t has shape (B,) and z0 (B, m): give t a trailing axis, t[:, None]"
     for t in (torch.rand(5, generator=g), torch.zeros(5), torch.ones(5)):
-        out = _call(fn, z0, z1, t, hint=broadcast)
+        out = call_student(fn, z0, z1, t, hint=broadcast)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise AssertionError("linear_path must return a pair (z_t, u_star)")
         ref = moefm.linear_path(z0, z1, t)
         tt = t[:, None]
-        _compare(
+        compare(
             out[0],
             ref.z_t,
             f"z_t (t = {t.tolist()[0]:.2f}, ...)",
@@ -159,7 +66,7 @@ def check_linear_path(fn: Callable[..., Any]) -> None:
             ],
             hint=broadcast,
         )
-        _compare(
+        compare(
             out[1],
             ref.u_target,
             "u_star",
@@ -168,18 +75,18 @@ def check_linear_path(fn: Callable[..., Any]) -> None:
                 ("u* is the velocity z1 - z0, not the position z_t", ref.z_t),
             ],
         )
-    _passed("linear_path matches moefm.linear_path at random t, t = 0 and t = 1")
+    passed("linear_path matches moefm.linear_path at random t, t = 0 and t = 1")
 
 
 def check_vfm_loss(fn: Callable[..., Any]) -> None:
     """``fn(v, u_star) -> scalar``: eq. (2), ``mean_b ||v_b - u*_b||^2``, with a gradient."""
-    g = _gen(1)
+    g = seeded(1)
     v = torch.randn(7, 2, generator=g, requires_grad=True)
     u = torch.randn(7, 2, generator=g)
-    mine = _call(fn, v, u)
+    mine = call_student(fn, v, u)
     ref = moefm.vfm_loss(v, u)
     sq = (v - u).pow(2).sum(-1)
-    _compare(
+    compare(
         mine,
         ref,
         "the loss",
@@ -200,8 +107,8 @@ def check_vfm_loss(fn: Callable[..., Any]) -> None:
             "the loss has no gradient: keep it a tensor (no .item(), no torch.no_grad())"
         )
     (grad,) = torch.autograd.grad(mine, v)
-    _compare(grad, 2 * (v - u).detach() / len(v), "the gradient d loss / d v")
-    _passed("vfm_loss matches moefm.vfm_loss, value and gradient")
+    compare(grad, 2 * (v - u).detach() / len(v), "the gradient d loss / d v")
+    passed("vfm_loss matches moefm.vfm_loss, value and gradient")
 
 
 def check_marginal_field(fn: Callable[..., Any]) -> None:
@@ -216,7 +123,7 @@ def check_marginal_field(fn: Callable[..., Any]) -> None:
         "logs and normalise with torch.softmax over the data points"
     )
     for t in (0.0, 0.4, 0.9):
-        mine = _call(fn, z, t, data, hint=stable)
+        mine = call_student(fn, z, t, data, hint=stable)
         ref = dirac.vfm_optimum(z.double(), t)
         d = z[:, None] - data[None]  # wrong: compares z with z1 instead of t z1
         wrong_center = (torch.softmax(-d.pow(2).sum(-1) / (2 * (1 - t) ** 2), -1) @ data - z) / (
@@ -244,8 +151,8 @@ def check_marginal_field(fn: Callable[..., Any]) -> None:
             mistakes.append(
                 ("the conditional field is (z1 - z)/(1 - t): divide by 1 - t", w @ data - z)
             )
-        _compare(mine, ref, f"the field at t = {t}", mistakes=mistakes, hint=stable, rtol=1e-3)
-    _passed(
+        compare(mine, ref, f"the field at t = {t}", mistakes=mistakes, hint=stable, rtol=1e-3)
+    passed(
         "marginal_field matches moefm.theory's VFM optimum of the empirical data at t = 0, 0.4, 0.9"
     )
 
@@ -268,7 +175,7 @@ def check_mode_posterior(fn: Callable[..., Any]) -> None:
     gm = _lopsided_mixture()
     z = _query_points().double()
     for t in (0.3, 0.7):
-        mine = _call(fn, z, t, gm)
+        mine = call_student(fn, z, t, gm)
         ref = gm.velocity_posterior(z, t)[0]
         s2, mu, w = gm.stds**2, gm.means, gm.weights
         v = t**2 * s2 + (1 - t) ** 2
@@ -293,8 +200,8 @@ def check_mode_posterior(fn: Callable[..., Any]) -> None:
                 post(w.log() - 0.5 * d2 / (s2 + (1 - t) ** 2) - torch.log(s2 + (1 - t) ** 2)),
             ),
         ]
-        _compare(mine, ref, f"p(j | z_t) at t = {t}", mistakes=mistakes)
-    _passed("mode_posterior matches GaussianMixture.velocity_posterior's weights")
+        compare(mine, ref, f"p(j | z_t) at t = {t}", mistakes=mistakes)
+    passed("mode_posterior matches GaussianMixture.velocity_posterior's weights")
 
 
 def check_vfm_optimum(fn: Callable[..., Any]) -> None:
@@ -302,7 +209,7 @@ def check_vfm_optimum(fn: Callable[..., Any]) -> None:
     gm = _lopsided_mixture()
     z = _query_points().double()
     for t in (0.0, 0.3, 0.7):
-        mine = _call(fn, z, t, gm)
+        mine = call_student(fn, z, t, gm)
         ref = gm.vfm_optimum(z, t)
         w = gm.velocity_posterior(z, t)[0]
         mistakes = [
@@ -313,15 +220,15 @@ def check_vfm_optimum(fn: Callable[..., Any]) -> None:
             ),
             ("you forgot the posterior weights p(j | z_t)", gm.velocity_posterior(z, t)[1].mean(1)),
         ]
-        _compare(mine, ref, f"E[u* | z_t, t = {t}]", mistakes=mistakes)
-    _passed("vfm_optimum matches GaussianMixture.vfm_optimum (Prop. 3.1)")
+        compare(mine, ref, f"E[u* | z_t, t = {t}]", mistakes=mistakes)
+    passed("vfm_optimum matches GaussianMixture.vfm_optimum (Prop. 3.1)")
 
 
 # ---- notebook 03 ----------------------------------------------------------------------------
 
 
 def _moe_batch(sigma_far: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = _gen(4)
+    g = seeded(4)
     u = torch.randn(6, 3, 2, generator=g)
     log_pi = torch.log_softmax(torch.randn(6, 3, generator=g), -1)
     target = torch.randn(6, 2, generator=g) * (3.0 if sigma_far else 1.0)
@@ -338,7 +245,7 @@ def check_moefm_nll(fn: Callable[..., Any]) -> None:
             "is -inf: compute log pi_k - ||u_k - u*||^2 / (2 sigma^2) and take torch.logsumexp "
             "over k"
         )
-        mine = _call(fn, u, log_pi, target, sigma, hint=stable)
+        mine = call_student(fn, u, log_pi, target, sigma, hint=stable)
         ref = moefm.moefm_nll(u, log_pi, target, sigma)
         sq = (u - target[:, None]).pow(2).sum(-1).detach()
 
@@ -366,13 +273,13 @@ def check_moefm_nll(fn: Callable[..., Any]) -> None:
             ),
             ("you summed over the batch: average it", nll(log_pi - sq / (2 * sigma**2)).sum()),
         ]
-        _compare(mine, ref, f"the NLL at sigma = {sigma}", mistakes=mistakes, hint=stable)
+        compare(mine, ref, f"the NLL at sigma = {sigma}", mistakes=mistakes, hint=stable)
         if not isinstance(mine, torch.Tensor) or not mine.requires_grad:
             raise AssertionError("the NLL has no gradient: keep it a tensor (no .item())")
         (g_mine,) = torch.autograd.grad(mine, u)
         (g_ref,) = torch.autograd.grad(ref, u)
-        _compare(g_mine, g_ref, f"the gradient of your NLL at sigma = {sigma}", hint=stable)
-    _passed("moefm_nll matches moefm.moefm_nll (value and gradient) at sigma = 0.5, 0.1, 0.01")
+        compare(g_mine, g_ref, f"the gradient of your NLL at sigma = {sigma}", hint=stable)
+    passed("moefm_nll matches moefm.moefm_nll (value and gradient) at sigma = 0.5, 0.1, 0.01")
 
 
 def check_nll_gradient(fn: Callable[..., Any]) -> None:
@@ -383,7 +290,7 @@ def check_nll_gradient(fn: Callable[..., Any]) -> None:
         u.requires_grad_(True)
         loss = moefm.moefm_nll(u, log_pi, target, sigma) * len(u)  # sum over samples
         (auto,) = torch.autograd.grad(loss, u)
-        mine = _call(fn, u.detach(), log_pi, target, sigma)
+        mine = call_student(fn, u.detach(), log_pi, target, sigma)
         ud = u.detach()
         res = ud - target[:, None]
         gamma = moefm.responsibilities(ud, log_pi, target, sigma).unsqueeze(-1)
@@ -406,8 +313,8 @@ def check_nll_gradient(fn: Callable[..., Any]) -> None:
             ),
             ("divide the residual by sigma^2", gamma * res),
         ]
-        _compare(mine, auto, f"the gradient at sigma = {sigma}", mistakes=mistakes)
-    _passed("nll_gradient equals autograd of moefm.moefm_nll: gamma_k (u_k - u*) / sigma^2")
+        compare(mine, auto, f"the gradient at sigma = {sigma}", mistakes=mistakes)
+    passed("nll_gradient equals autograd of moefm.moefm_nll: gamma_k (u_k - u*) / sigma^2")
 
 
 def _pairing_cost(z0: torch.Tensor, z1: torch.Tensor) -> float:
@@ -418,10 +325,10 @@ def check_ot_pair(fn: Callable[..., Any]) -> None:
     """``fn(z0, z1) -> z0 re-ordered``: the minibatch OT pairing of OT-CFM."""
     from scipy.optimize import linear_sum_assignment
 
-    g = _gen(5)
+    g = seeded(5)
     z1 = toy.grid(48, seed=5)
     z0 = torch.randn(48, 2, generator=g)
-    mine = _tensor(_call(fn, z0, z1), "the re-ordered z0")
+    mine = as_tensor_of(call_student(fn, z0, z1), "the re-ordered z0")
     if tuple(mine.shape) != tuple(z0.shape):
         raise AssertionError(f"return z0 re-ordered, shape {tuple(z0.shape)}; got {mine.shape}")
     as_rows = {tuple(r) for r in z0.tolist()}
@@ -430,7 +337,7 @@ def check_ot_pair(fn: Callable[..., Any]) -> None:
     ref = moefm.train.ot_coupling(z0, z1)
     best, yours = _pairing_cost(ref, z1), _pairing_cost(mine, z1)
     if yours <= best + 1e-4:
-        _passed(
+        passed(
             f"ot_pair finds the optimal pairing: cost {yours:.2f}, the same as "
             f"moefm.train.ot_coupling, vs {_pairing_cost(z0, z1):.2f} for the random one"
         )
@@ -471,7 +378,7 @@ def check_responsibilities(fn: Callable[..., Any]) -> None:
             f"at sigma = {sigma} every exp(-||u_k - u*||^2 / (2 sigma^2)) can underflow to 0 and "
             "0 / 0 is NaN: take torch.softmax over k of log pi_k - ||u_k - u*||^2 / (2 sigma^2)"
         )
-        mine = _call(fn, u, log_pi, target, sigma, hint=stable)
+        mine = call_student(fn, u, log_pi, target, sigma, hint=stable)
         ref = moefm.responsibilities(u, log_pi, target, sigma)
         sq = (u - target[:, None]).pow(2).sum(-1)
         mistakes = [
@@ -493,8 +400,8 @@ def check_responsibilities(fn: Callable[..., Any]) -> None:
                 torch.softmax(log_pi - sq / (2 * sigma), -1),
             ),
         ]
-        _compare(mine, ref, f"gamma at sigma = {sigma}", mistakes=mistakes, hint=stable)
-    _passed("responsibilities matches moefm.responsibilities at sigma = 1, 0.3, 0.01")
+        compare(mine, ref, f"gamma at sigma = {sigma}", mistakes=mistakes, hint=stable)
+    passed("responsibilities matches moefm.responsibilities at sigma = 1, 0.3, 0.01")
 
 
 def check_em_step(fn: Callable[..., Any]) -> None:
@@ -504,13 +411,13 @@ def check_em_step(fn: Callable[..., Any]) -> None:
     z, t, K, sigma = torch.tensor([[0.45, 0.3]], dtype=torch.float64), 0.5, 4, 0.3
     pts, wts = gm.velocity_quadrature(z, t, nodes=4)
     pts, wts = pts[0], wts[0]
-    g = _gen(6)
+    g = seeded(6)
     u = pts[torch.randperm(len(pts), generator=g)[:K]] + 0.1
     for log_pi in (
         torch.full((K,), -math.log(K), dtype=torch.float64),
         torch.log_softmax(torch.randn(K, generator=g, dtype=torch.float64), -1),
     ):
-        out = _call(fn, pts, wts, u, log_pi, sigma)
+        out = call_student(fn, pts, wts, u, log_pi, sigma)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise AssertionError("em_step must return a pair (pi, u_new)")
         gamma = moefm.responsibilities(
@@ -524,7 +431,7 @@ def check_em_step(fn: Callable[..., Any]) -> None:
         )
         mf = (flat[:, None] * gamma).sum(0)
         mu = (wts[:, None] * g_uniform).sum(0)
-        _compare(
+        compare(
             out[0],
             mass,
             "pi",
@@ -533,7 +440,7 @@ def check_em_step(fn: Callable[..., Any]) -> None:
                 ("the responsibilities use the current routing log_pi", mu),
             ],
         )
-        _compare(
+        compare(
             out[1],
             ref_u,
             "u_new",
@@ -550,10 +457,12 @@ def check_em_step(fn: Callable[..., Any]) -> None:
         )
     # the library's fixed-point iteration starts from uniform routing: one step must agree
     lib = moefm_optimum(gm, z, t, K, sigma, init=u[None], iters=1, nodes=4)
-    pi1, u1 = _call(fn, pts, wts, u, torch.full((K,), -math.log(K), dtype=torch.float64), sigma)
-    _compare(u1, lib.u[0], "u_new vs moefm.theory.moefm_optimum(iters=1)")
-    _compare(pi1, lib.pi[0], "pi vs moefm.theory.moefm_optimum(iters=1)")
-    _passed("em_step matches one iteration of moefm.theory.moefm_optimum (Thm 3.2)")
+    pi1, u1 = call_student(
+        fn, pts, wts, u, torch.full((K,), -math.log(K), dtype=torch.float64), sigma
+    )
+    compare(u1, lib.u[0], "u_new vs moefm.theory.moefm_optimum(iters=1)")
+    compare(pi1, lib.pi[0], "pi vs moefm.theory.moefm_optimum(iters=1)")
+    passed("em_step matches one iteration of moefm.theory.moefm_optimum (Thm 3.2)")
 
 
 # ---- notebook 05 ----------------------------------------------------------------------------
@@ -588,14 +497,14 @@ def _routing_model() -> moefm.FlowModel:
 def check_frozen_euler(fn: Callable[..., Any]) -> None:
     """``fn(model, z0, steps, generator) -> z1``: frozen-routing Euler, as ``moefm.sample``."""
     model = _routing_model()
-    z0 = torch.randn(64, 2, generator=_gen(8))
+    z0 = torch.randn(64, 2, generator=seeded(8))
     for T in (1, 4):
         counted = _Counting(model)
         with torch.no_grad():
-            mine = _call(fn, counted, z0, T, _gen(9))
-            ref = moefm.sample(model, z0, T, routing="frozen", generator=_gen(9)).z1
+            mine = call_student(fn, counted, z0, T, seeded(9))
+            ref = moefm.sample(model, z0, T, routing="frozen", generator=seeded(9)).z1
             others = {
-                r: moefm.sample(model, z0, T, routing=r, generator=_gen(9)).z1
+                r: moefm.sample(model, z0, T, routing=r, generator=seeded(9)).z1
                 for r in ("resample", "mean", "argmax")
             }
         mistakes = [
@@ -611,7 +520,7 @@ def check_frozen_euler(fn: Callable[..., Any]) -> None:
                 others["argmax"],
             ),
         ]
-        _compare(
+        compare(
             mine,
             ref,
             f"z1 after T = {T} steps",
@@ -625,7 +534,7 @@ def check_frozen_euler(fn: Callable[..., Any]) -> None:
                 f"you evaluated the trunk (model.features) {counted.calls} times for T = {T} "
                 "steps: the routing at t = 0 reuses the first Euler step's features (T in all)"
             )
-    _passed("frozen_euler matches moefm.sample(routing='frozen') with T trunk evaluations")
+    passed("frozen_euler matches moefm.sample(routing='frozen') with T trunk evaluations")
 
 
 def _chord_reference(traj: torch.Tensor) -> torch.Tensor:
@@ -639,9 +548,9 @@ def check_chord_deviation(fn: Callable[..., Any]) -> None:
     straight constant-speed chord ``(1 - t) z_0 + t z_1``."""
     T = 16
     t = torch.linspace(0, 1, T + 1)[:, None, None]
-    a, b = torch.randn(1, 3, 2, generator=_gen(10)), torch.randn(1, 3, 2, generator=_gen(11))
+    a, b = torch.randn(1, 3, 2, generator=seeded(10)), torch.randn(1, 3, 2, generator=seeded(11))
     line = (1 - t) * a + t * b
-    mine = _tensor(_call(fn, line), "the deviation")
+    mine = as_tensor_of(call_student(fn, line), "the deviation")
     if mine.numel() != 1 or abs(float(mine)) > 1e-8:
         raise AssertionError(
             f"a straight path at constant speed must give 0 (one number), got {mine.tolist()}"
@@ -650,9 +559,9 @@ def check_chord_deviation(fn: Callable[..., Any]) -> None:
     tt = t[..., 0].expand(-1, 3)
     bump = torch.stack([tt, torch.sin(math.pi * tt)], -1)
     wiggle = line.clone()
-    wiggle[1:-1] += 0.3 * torch.randn(T - 1, 3, 2, generator=_gen(12))
+    wiggle[1:-1] += 0.3 * torch.randn(T - 1, 3, 2, generator=seeded(12))
     for traj in (bump, wiggle):
-        mine = _call(fn, traj)
+        mine = call_student(fn, traj)
         ref = _chord_reference(traj)
         chord = (1 - t) * traj[0] + t * traj[-1]
         dev = (traj - chord).pow(2).sum(-1)
@@ -670,13 +579,17 @@ def check_chord_deviation(fn: Callable[..., Any]) -> None:
                 velocity,
             ),
         ]
-        mine = _tensor(mine, "the deviation")
+        mine = as_tensor_of(mine, "the deviation")
         if mine.numel() != 1:
             raise AssertionError(f"return one number (the mean), got shape {tuple(mine.shape)}")
-        _compare(mine.reshape(()), ref.reshape(()), "the deviation", mistakes=mistakes)
+        compare(mine.reshape(()), ref.reshape(()), "the deviation", mistakes=mistakes)
     exact = torch.sin(math.pi * torch.linspace(0, 1, T + 1)).pow(2).mean()
-    _compare(_tensor(_call(fn, bump), "the deviation").reshape(()), exact, "the bump's deviation")
-    _passed("chord_deviation: 0 for straight lines, labs.marginals.chord_deviation on curves")
+    compare(
+        as_tensor_of(call_student(fn, bump), "the deviation").reshape(()),
+        exact,
+        "the bump's deviation",
+    )
+    passed("chord_deviation: 0 for straight lines, labs.marginals.chord_deviation on curves")
 
 
 CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {
