@@ -15,6 +15,7 @@ from yan.bench.learn import (
     TASKS,
     LearnConfig,
     TaskData,
+    label_share,
     last_word_examples,
     markdown_report,
     score_task,
@@ -91,6 +92,15 @@ def test_trivial_references():
     assert recs["last-word", "unigram", "exact_match"] == 1.0
     assert recs["classify", "majority", "label_acc"] == pytest.approx(2 / 3)
     assert 0.0 <= recs["classify", "tfidf-logreg", "label_acc"] <= 1.0
+    assert recs["classify", "majority", "label_share"] == 1.0
+    assert 1 / 3 <= recs["classify", "tfidf-logreg", "label_share"] <= 1.0
+
+
+def test_label_share_flags_a_constant_classifier():
+    assert label_share([[1, 8]] * 4) == 1.0
+    assert label_share([[1, 8], [2, 8], [1, 8], [2, 8]]) == 0.5
+    assert label_share(["good", "good", "bad"]) == pytest.approx(2 / 3)
+    assert label_share([]) == 0.0
 
 
 def write_corpora(folder):
@@ -196,7 +206,11 @@ def test_learn_bench_end_to_end_at_tiny_size(tmp_path, monkeypatch):
         got = {
             (r["T"], r["metric"]) for r in records if (r["model"], r["task"]) == (model, "classify")
         }
-        assert got == {(T, m) for T in Ts for m in ("label_acc", "label_acc_free")}, model
+        metrics = ("label_acc", "label_share", "label_acc_free")
+        assert got == {(T, m) for T in Ts for m in metrics}, model
+        for r in records:
+            if (r["model"], r["task"], r["metric"]) == (model, "classify", "label_share"):
+                assert 0.5 <= r["value"] <= 1.0  # two labels: the most frequent has >= half
     assert paths["figure"].stat().st_size > 0
     report = paths["markdown"].read_text()
     for task in TASKS:

@@ -77,6 +77,7 @@ from yan.bench.learn.report import (  # noqa: F401  (the public names of yan.ben
 )
 from yan.bench.learn.scoring import (  # noqa: F401  (the public names of yan.bench.learn)
     classify_scores,
+    label_share,
     metric_records,
     score_task,
     token_scores,

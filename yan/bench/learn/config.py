@@ -28,6 +28,7 @@ METRICS = (
     "exact_match",
     "label_acc",
     "label_acc_free",
+    "label_share",  # predictions equal to the most frequent one (1.0: a constant output)
     "agreement",  # tokens identical to the float32 generation (the low-precision rows)
 )
 ARCH_NAMES = {"transformer": "yan-trf", "mamba": "yan-mamba"}

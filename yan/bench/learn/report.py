@@ -20,7 +20,7 @@ TASK_METRICS = {
     "copy": ("token_acc", "rouge1", "rougeL", "agreement"),
     "infill": ("masked_acc", "token_acc", "rouge1", "rougeL", "agreement"),
     "last-word": ("exact_match", "masked_acc", "token_acc", "rougeL", "agreement"),
-    "classify": ("label_acc", "label_acc_free"),
+    "classify": ("label_acc", "label_share", "label_acc_free"),
 }
 PAPER_SETTING = (3, "frozen")  # T = 3 Euler steps, frozen routing (sec. 5.3)
 
@@ -82,8 +82,10 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         "(the paper's setting); the grid below has every T and routing. Classification: "
         "`label_acc` is rank classification over the training label set"
         + (f" ({', '.join(map(repr, meta['label_choices']))})" if meta.get("label_choices") else "")
-        + ", the closed set TF-IDF + LR and majority choose from; `label_acc_free` is free "
-        "greedy generation + exact match.\n",
+        + ", the closed set TF-IDF + LR and majority choose from; `label_share` is the share of "
+        "its choices that are the most frequent one (100: the same label for every review, "
+        "whatever `label_acc` says); `label_acc_free` is free greedy generation + exact "
+        "match.\n",
     ]
     for task in TASKS:
         rows = headline_rows(records, task)
@@ -110,6 +112,7 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
                     "token_acc",
                     "exact_match",
                     "label_acc",
+                    "label_share",
                     "label_acc_free",
                 ],
                 digits=1,

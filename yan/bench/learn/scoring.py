@@ -59,6 +59,15 @@ def score_task(
     return out
 
 
+def label_share(predictions: Sequence[Any]) -> float:
+    """The share of predictions that are the most frequent one: 1.0 for a classifier whose
+    output does not depend on its input, whatever its ``label_acc``. On a split with a 62/38
+    label balance a constant output scores 62% or 38% by the label it settles on, so an
+    accuracy near either number means nothing without this share next to it."""
+    counts = Counter(tuple(p) if isinstance(p, list) else p for p in predictions)
+    return counts.most_common(1)[0][1] / max(len(predictions), 1) if counts else 0.0
+
+
 def classify_scores(
     ckpt: Any,
     examples: Sequence[Example],
@@ -69,7 +78,8 @@ def classify_scores(
     seed: int = 0,
 ) -> dict[str, float]:
     """``label_acc``: rank classification over ``choices`` (:func:`yan.evaluate.choose_labels`);
-    ``label_acc_free``: free greedy generation (:func:`yan.evaluate.generate_ids`). YAN uses
+    ``label_share``: :func:`label_share` of the ranked choices; ``label_acc_free``: free
+    greedy generation (:func:`yan.evaluate.generate_ids`). YAN uses
     frozen routing and ``steps`` Euler steps for both; masked diffusion ``steps`` denoising
     steps for generation."""
     from yan.evaluate import choose_labels, generate_ids
@@ -78,6 +88,7 @@ def classify_scores(
     free = generate_ids(ckpt, examples, steps=steps, seed=seed, routing="frozen").ids
     return {
         "label_acc": score_task("classify", examples, chosen, tok)["label_acc"],
+        "label_share": label_share(chosen),
         "label_acc_free": score_task("classify", examples, free, tok)["label_acc"],
     }
 
@@ -104,7 +115,8 @@ def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
     labels = [str(e.meta["target"]) for e in examples]
     majority = Counter(data.train_labels).most_common(1)[0][0]
     acc = sum(lab == majority for lab in labels) / len(labels)
-    records += metric_records("classify", "majority", {"label_acc": acc}, steps=0, seconds=0.0)
+    scores = {"label_acc": acc, "label_share": 1.0}
+    records += metric_records("classify", "majority", scores, steps=0, seconds=0.0)
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     clf = LogisticRegression(max_iter=1000).fit(
@@ -113,7 +125,8 @@ def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
     seconds = time.perf_counter() - start
     pred = clf.predict(vectorizer.transform([tok.decode(e.src_ids) for e in examples]))
     acc = sum(p == lab for p, lab in zip(pred, labels)) / len(labels)
-    records += metric_records("classify", "tfidf-logreg", {"label_acc": acc}, 0, seconds)
+    scores = {"label_acc": acc, "label_share": label_share(list(pred))}
+    records += metric_records("classify", "tfidf-logreg", scores, 0, seconds)
     return records
 
 
