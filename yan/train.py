@@ -6,6 +6,7 @@
     yan train --preset small --data wiki-mini --stage 2 --init runs/s1 --max-steps 2000 --out runs/s2
     yan train --stage finetune --task qa --data squad --init runs/s2 --max-steps 5000 --out runs/ft
     torchrun --nproc_per_node=8 -m yan.train --preset paper-trf --data finewiki,fineweb-edu ...
+    yan train --model gpt2 --preset small --data wiki-mini --stage 2 --max-steps 2000 --out runs/gpt2
 
 Stages (sec. 4.2, App. B.3-B.4):
 
@@ -46,7 +47,9 @@ by default, so there is one to fall back on). A run never starts again from step
 existing metrics history unless ``--overwrite`` says so. See docs/reliability.md.
 
 This module holds the loop; beside it live the arguments (:mod:`yan.train_args`, the CLI flags
-derived from them in :mod:`yan.train_cli`), the config and task resolution
+derived from them in :mod:`yan.train_cli`), what is trained (:mod:`yan.train_objectives`: YAN's
+stage objective, or a baseline's loss with ``--model gpt2|bart|masked-diffusion``), the config
+and task resolution
 (:mod:`yan.resolve`), what a run settles before its first step (:mod:`yan.train_setup`), the
 data of a run (:mod:`yan.data.training`) and the validation pass (:mod:`yan.eval.validate`).
 """
@@ -183,19 +186,11 @@ def train(args: TrainArgs) -> TrainResult:
 class Trainer:
     """One stage's optimisation loop: model, DDP objective, AdamW + warm-up, RNG, data, logs.
 
-    The model and its loss are the run's :class:`~yan.train_objectives.TrainObjective` (YAN's
-    stage objective or a baseline's loss, ``--model``); ``objective`` gives a built one (a
-    model the caller holds, :func:`yan.baselines.train_baseline`) instead of building it.
+    The model and its loss are the run's :class:`~yan.train_objectives.TrainObjective`: YAN's
+    stage objective, or a baseline's own loss (``--model``).
     """
 
-    def __init__(
-        self,
-        args: TrainArgs,
-        env: DistEnv,
-        setup: RunSetup,
-        data: RunData,
-        objective: TrainObjective | None = None,
-    ) -> None:
+    def __init__(self, args: TrainArgs, env: DistEnv, setup: RunSetup, data: RunData) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
         self.stage = loss_stage(args.stage)
         if args.threads is not None:
@@ -203,7 +198,7 @@ class Trainer:
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)  # the same initial weights on every rank
-        self.core = objective or build_objective(args, setup)
+        self.core: TrainObjective = build_objective(args, setup)
         self.model = self.core.model
         self.params = self.core.trainable_parameters()
         self.core.to(env.device).train()
@@ -434,6 +429,9 @@ class Trainer:
                     last_train = {"kind": "train", "step": self.step, "stage": args.stage}
                     last_train.update(means, lr=lr, tokens_per_s=tps, tokens=self.tokens)
                     last_train["elapsed"] = self.elapsed
+                    if self.env.device.type == "cuda":  # this process's peak so far
+                        peak = torch.cuda.max_memory_allocated(self.env.device)
+                        last_train["peak_mem_mb"] = peak / 2**20
                     self.log.write(last_train)
                     bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
                 bar.update(1)

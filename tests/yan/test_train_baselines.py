@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from yan import train as yan_train
 from yan.baselines import load_baseline
+from yan.loading import load_checkpoint
 from yan.run_state import read_metrics
 from yan.tokenizer import YanTokenizer
 
@@ -101,6 +102,7 @@ def test_resume_continues_exactly_and_the_checkpoint_generates(
     assert _train_losses(split) == _train_losses(straight)
     a, b = (load_file(str(d / "model.safetensors")) for d in (straight, split))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(split, baseline=name).kind == name  # what yan eval --baseline reads
     val = [r for r in read_metrics(split) if r["kind"] == "val"]
     assert val and np.isfinite(val[-1]["val_loss"])
     # the export folder and every checkpoint are baseline folders with the run's tokenizer
