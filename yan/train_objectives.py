@@ -159,7 +159,10 @@ class StageObjective(TrainObjective):
         self.find_unused_parameters = needs_unused_search(model.config, stage)
 
     @classmethod
-    def create(cls, config: YANConfig, stage: int, source: Path | None, verify: bool):
+    def create(
+        cls, config: YANConfig, stage: int, source: Path | None, verify: bool
+    ) -> StageObjective:
+        """A model of ``config``, with the weights of ``source`` when given."""
         model = YAN(config)
         if source is not None:  # a resumed checkpoint was verified when it was picked
             loaded = YAN.from_pretrained(source, verify=verify)
@@ -208,7 +211,16 @@ class StageObjective(TrainObjective):
         centres = broadcast_object(centres, env)
         flow.centres.copy_(centres.to(flow.centres))
 
-    def validate(self, batches, env, *, mask_id, steps, seed, autocast) -> dict[str, float]:
+    def validate(
+        self,
+        batches: list[Seq2SeqBatch],
+        env: DistEnv,
+        *,
+        mask_id: int | None,
+        steps: int,
+        seed: int,
+        autocast: Autocast,
+    ) -> dict[str, float]:
         """:func:`yan.eval.validate.validate`: eq. (8) / eq. (11) and token accuracies."""
         return validate_yan(
             self.model,
@@ -242,7 +254,8 @@ class BaselineObjective(TrainObjective):
         self.model = model
 
     @classmethod
-    def create(cls, config: BaselineConfig, source: Path | None, verify: bool):
+    def create(cls, config: BaselineConfig, source: Path | None, verify: bool) -> BaselineObjective:
+        """A baseline of ``config``, with the weights of ``source`` when given."""
         model = build_from_config(config)
         if source is not None:
             if verify and read_checksums(source) is not None:
@@ -263,7 +276,16 @@ class BaselineObjective(TrainObjective):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     @torch.no_grad()
-    def validate(self, batches, env, *, mask_id, steps, seed, autocast) -> dict[str, float]:
+    def validate(
+        self,
+        batches: list[Seq2SeqBatch],
+        env: DistEnv,
+        *,
+        mask_id: int | None,
+        steps: int,
+        seed: int,
+        autocast: Autocast,
+    ) -> dict[str, float]:
         """``val_loss``: the loss over the validation batches, each weighted by its target
         tokens, split over ranks and summed over all; in eval mode (no dropout) and under a
         forked, seeded RNG (masked diffusion's masks are the same at every evaluation and the
