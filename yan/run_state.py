@@ -24,7 +24,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -383,15 +383,19 @@ def export_files(folder: Path, out: Path) -> None:
 def save_checkpoint(
     out: Path,
     step: int,
-    model: YAN,
+    model: YAN | torch.nn.Module,
     tok: YanTokenizer,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     keep: int,
+    write_model: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``checkpoints/step-N`` completely under a hidden name (with ``checksums.json`` and
     flushed to disk), rename it into place, export its model files to ``out``, then drop all but
-    the newest ``keep``. A failure before the rename leaves the previous checkpoints untouched."""
+    the newest ``keep``. A failure before the rename leaves the previous checkpoints untouched.
+
+    ``write_model(folder)`` writes the model's files into the new folder where they are not
+    YAN's (``save_pretrained(model, folder, tokenizer=tok)``): a baseline's, for instance."""
     root = out / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -401,7 +405,10 @@ def save_checkpoint(
     if staging.exists():
         shutil.rmtree(staging)
     try:
-        save_pretrained(model, staging, tokenizer=tok)
+        if write_model is None:
+            save_pretrained(model, staging, tokenizer=tok)
+        else:
+            write_model(staging)
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
         (staging / STATE_FILE).write_text(json.dumps(state) + "\n")
         write_checksums(staging)

@@ -6,6 +6,7 @@
     yan train --preset small --data wiki-mini --stage 2 --init runs/s1 --max-steps 2000 --out runs/s2
     yan train --stage finetune --task qa --data squad --init runs/s2 --max-steps 5000 --out runs/ft
     torchrun --nproc_per_node=8 -m yan.train --preset paper-trf --data finewiki,fineweb-edu ...
+    yan train --model gpt2 --preset small --data wiki-mini --stage 2 --max-steps 2000 --out runs/gpt2
 
 Stages (sec. 4.2, App. B.3-B.4):
 
@@ -46,15 +47,15 @@ by default, so there is one to fall back on). A run never starts again from step
 existing metrics history unless ``--overwrite`` says so. See docs/reliability.md.
 
 This module holds the loop; beside it live the arguments (:mod:`yan.train_args`, the CLI flags
-derived from them in :mod:`yan.train_cli`), the config and task resolution
+derived from them in :mod:`yan.train_cli`), what is trained (:mod:`yan.train_objectives`: YAN's
+stage objective, or a baseline's loss with ``--model gpt2|bart|masked-diffusion``), the config
+and task resolution
 (:mod:`yan.resolve`), what a run settles before its first step (:mod:`yan.train_setup`), the
 data of a run (:mod:`yan.data.training`) and the validation pass (:mod:`yan.eval.validate`).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import inspect
 import json
@@ -67,7 +68,6 @@ import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +80,17 @@ from tqdm.auto import tqdm
 from yan.batch import Seq2SeqBatch
 from yan.checkpoint import CONFIG_NAME
 from yan.cli import exit_with_error
-from yan.config import YANConfig, parse_override
+from yan.config import parse_override
 from yan.data.training import RunData, build_data, mask_batch, save_tokenizer_atomic
 from yan.distributed import (
     DistEnv,
     all_gather_objects,
     all_reduce_sum,
     barrier,
-    broadcast_object,
     init_distributed,
     main_only,
     shutdown,
 )
-from yan.eval.validate import validate
-from yan.model import YAN
 from yan.optim import build_optimizer, warmup_constant
 from yan.resolve import (
     ALIGNED_TASKS,
@@ -122,11 +119,15 @@ from yan.run_state import (
 from yan.threads import apply_threads, pick_threads
 from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
+from yan.train_objectives import (
+    CLUSTER_FIT_BATCHES,
+    StageObjective,
+    TrainObjective,
+    build_objective,
+    needs_unused_search,
+    trainable_parameters,
+)
 from yan.train_setup import RunSetup, setup_run
-
-# expert_assignment = "cluster": k-means runs on the target latents of this many first
-# training batches (fit_expert_clusters then keeps at most 16,384 tokens of them)
-CLUSTER_FIT_BATCHES = 64
 
 
 @dataclass
@@ -141,60 +142,15 @@ class TrainResult:
     elapsed: float
 
 
-# ---- the objective under DDP --------------------------------------------------------------------
-class StageObjective(nn.Module):
-    """``forward(batch, generator)`` = the stage's loss parts as a dict of scalars.
-
-    DDP synchronises gradients only for computations that go through ``forward``; YAN's losses
-    are methods, so this thin module routes them through one.
-    """
-
-    def __init__(self, model: YAN, stage: int) -> None:
-        super().__init__()
-        self.model, self.stage = model, stage
-
-    def forward(
-        self,
-        batch: Seq2SeqBatch,
-        generator: torch.Generator | None = None,
-        ce_steps: int | None = None,
-    ) -> dict[str, torch.Tensor]:
-        if self.stage == 1:
-            out: Any = self.model.stage1_loss(batch, generator=generator)
-        else:
-            out = self.model.stage2_loss(batch, generator=generator, ce_steps=ce_steps)
-        return {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
-
-
+# ---- the objective under DDP (yan.train_objectives) ---------------------------------------------
 def _no_buffer_sync() -> dict[str, bool]:
     """DDP keyword that skips the per-step buffer broadcast (YAN's buffers are fixed
-    sinusoidal positions and the cluster centres, sent to every rank once before training);
+    sinusoidal positions and the cluster centres, sent to every rank once before training;
+    the baselines' are fixed too);
     its name changed in torch 2.13."""
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
     return {key: False}
-
-
-def trainable_parameters(model: YAN, stage: int) -> list[nn.Parameter]:
-    """``model.stage_parameters(stage)``, with every other parameter frozen.
-
-    Parts that receive no gradient in a stage (the flow in stage 1, the length head when
-    ``alpha_length = 0``) are frozen too: DDP expects a gradient for every trainable parameter.
-    """
-    params = model.stage_parameters(stage)
-    if stage == 2 and model.config.alpha_length == 0:
-        model.length_head.requires_grad_(False)
-        params = [p for p in params if p.requires_grad]
-    keep = {id(p) for p in params}
-    for p in model.parameters():
-        if id(p) not in keep:
-            p.requires_grad_(False)
-    return params
-
-
-def needs_unused_search(config: YANConfig, stage: int) -> bool:
-    """A trainable decoder with ``alpha_ce = 0`` gets no gradient in stage 2."""
-    return stage == 2 and config.alpha_ce == 0 and not config.freeze_autoencoder
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -228,7 +184,11 @@ def train(args: TrainArgs) -> TrainResult:
 
 
 class Trainer:
-    """One stage's optimisation loop: model, DDP objective, AdamW + warm-up, RNG, data, logs."""
+    """One stage's optimisation loop: model, DDP objective, AdamW + warm-up, RNG, data, logs.
+
+    The model and its loss are the run's :class:`~yan.train_objectives.TrainObjective`: YAN's
+    stage objective, or a baseline's own loss (``--model``).
+    """
 
     def __init__(self, args: TrainArgs, env: DistEnv, setup: RunSetup, data: RunData) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
@@ -238,18 +198,12 @@ class Trainer:
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)  # the same initial weights on every rank
-        self.model = YAN(setup.config)
-        source = setup.resume_from or args.init
-        if source is not None:  # a resumed checkpoint was verified when it was picked
-            loaded = YAN.from_pretrained(source, verify=setup.resume_from is None)
-            self.model.load_state_dict(loaded.state_dict())
-        self.params = trainable_parameters(self.model, self.stage)
-        self.model.to(env.device).train()
-        if self.stage == 2 and self.model.flow.centres is not None and setup.saved is None:
-            # fitted once per run: at the start of stage 2, and again when a fine-tune brings
-            # a new task whose targets (e.g. labels) lie elsewhere; a resumed run keeps its own
-            if self.model.flow.needs_centres or args.stage == "finetune":
-                self._fit_centres()
+        self.core: TrainObjective = build_objective(args, setup)
+        self.model = self.core.model
+        self.params = self.core.trainable_parameters()
+        self.core.to(env.device).train()
+        if setup.saved is None:
+            self.core.start(self.data.train, env, seed=args.seed, new_task=args.stage == "finetune")
         self.optimizer = build_optimizer(self.params, setup.lr, weight_decay=args.weight_decay)
         self.scheduler = warmup_constant(self.optimizer, args.warmup)
         seed = rank_seed(args.seed, env.rank)
@@ -259,11 +213,11 @@ class Trainer:
         self.last_saved = -1
         if setup.saved is not None:
             self._restore(setup.saved)
-        self.objective: nn.Module = StageObjective(self.model, self.stage)
+        self.objective: nn.Module = self.core
         if env.distributed:
             self.objective = DistributedDataParallel(
                 self.objective,
-                find_unused_parameters=needs_unused_search(setup.config, self.stage),
+                find_unused_parameters=self.core.find_unused_parameters,
                 **_no_buffer_sync(),
             )
         self.bf16 = args.precision == "bf16" or (
@@ -271,20 +225,6 @@ class Trainer:
         )
         self.log = MetricsLog(args.out / METRICS_FILE, env.is_main)
         self.dump: dict[str, list[Any]] = {"local_loss": [], "data_sum": []}
-
-    def _fit_centres(self) -> None:
-        """``expert_assignment = "cluster"``: k-means of the target latents of the first
-        training batches (:meth:`YAN.fit_expert_clusters`) on rank 0, sent to every rank. The
-        data position is rewound, so training still starts with those batches."""
-        centres = None
-        if self.env.is_main:
-            source = self.data.train
-            position = copy.deepcopy(source.state_dict())
-            first = islice(iter(source), CLUSTER_FIT_BATCHES)
-            centres = self.model.fit_expert_clusters(first, seed=self.args.seed).cpu()
-            source.load_state_dict(position)
-        centres = broadcast_object(centres, self.env)
-        self.model.flow.centres.copy_(centres.to(self.model.flow.centres))
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Optimiser, scheduler, this rank's RNG states and data position from a checkpoint."""
@@ -342,13 +282,10 @@ class Trainer:
     def _banner(self) -> None:
         if not self.env.is_main:
             return
-        a, s, cfg = self.args, self.setup, self.setup.config
-        n_params = sum(p.numel() for p in self.model.parameters())
-        n_train = sum(p.numel() for p in self.params)
+        a, s = self.args, self.setup
         where = f"resumed at step {self.step}" if s.saved is not None else "new run"
         print(
-            f"yan train: stage {a.stage} | {cfg.arch} d={cfg.d_model} {n_params / 1e6:.2f}M "
-            f"params ({n_train / 1e6:.2f}M trainable) | data {self.data.description} | "
+            f"yan train: stage {a.stage} | {self.core.describe()} | data {self.data.description} | "
             f"tokenizer {s.tok.name} ({s.tok.vocab_size} ids) | {self.env.world_size} x "
             f"{self.env.device.type}, batch {s.micro} x accum {a.grad_accum} x "
             f"{self.env.world_size} = {a.batch_size} | lr {s.lr:g}, warm-up {a.warmup} | "
@@ -357,13 +294,9 @@ class Trainer:
         )
 
     def ce_steps(self) -> int | None:
-        """This optimiser step's Euler steps for the stage-2 CE unroll (``config.ce_steps``):
-        drawn from the run seed and the step, so every rank and micro-batch unrolls the same
-        T (DDP waits for the slowest rank) and a resumed run draws what it would have."""
-        choices = self.setup.config.ce_steps
-        if self.stage != 2 or not choices:
-            return None
-        return int(np.random.default_rng([self.args.seed, self.step]).choice(choices))
+        """This optimiser step's Euler steps for the stage-2 CE unroll (``config.ce_steps``),
+        the same on every rank (:meth:`StageObjective.ce_steps`); ``None`` without one."""
+        return self.core.ce_steps(self.args.seed, self.step)
 
     def train_step(self, batches: Iterator[Seq2SeqBatch]) -> tuple[dict[str, float], int]:
         """One optimiser step over ``--grad-accum`` micro-batches; the loss parts averaged over
@@ -420,10 +353,8 @@ class Trainer:
         if not self.data.val:
             return {}
         mask_id = self.setup.tok.mask_id if task_of(self.args) == "infill" else None
-        metrics = validate(
-            self.model,
+        metrics = self.core.validate(
             self.data.val,
-            self.stage,
             self.env,
             mask_id=mask_id,
             steps=self.args.eval_steps,
@@ -460,6 +391,7 @@ class Trainer:
                 self.optimizer,
                 state,
                 keep=self.args.keep_checkpoints,
+                write_model=self.core.checkpoint_writer(self.setup.tok),
             )
         barrier(self.env)
 
@@ -497,6 +429,9 @@ class Trainer:
                     last_train = {"kind": "train", "step": self.step, "stage": args.stage}
                     last_train.update(means, lr=lr, tokens_per_s=tps, tokens=self.tokens)
                     last_train["elapsed"] = self.elapsed
+                    if self.env.device.type == "cuda":  # this process's peak so far
+                        peak = torch.cuda.max_memory_allocated(self.env.device)
+                        last_train["peak_mem_mb"] = peak / 2**20
                     self.log.write(last_train)
                     bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
                 bar.update(1)
@@ -547,19 +482,23 @@ def main(argv: list[str] | None = None) -> TrainResult:
 # yan.demo, yan.bench and user code have always found them
 __all__ = [
     "ALIGNED_TASKS",
+    "CLUSTER_FIT_BATCHES",
     "TRAINING_FIELDS",
     "StageObjective",
     "TrainArgs",
+    "TrainObjective",
     "TrainResult",
     "Trainer",
     "args_from_cli",
     "build_parser",
     "main",
     "mask_batch",
+    "needs_unused_search",
     "parse_override",
     "resolve_config",
     "start_for_task",
     "train",
+    "trainable_parameters",
 ]
 
 

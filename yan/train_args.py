@@ -17,6 +17,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
+from yan.baselines.common import BASELINES
 from yan.config import PRESETS
 from yan.data.tasks import TASKS
 from yan.distributed import DEVICES
@@ -25,6 +26,8 @@ from yan.resolve import STAGES
 
 SAMPLE_BY = ("line", "paragraph", "document")
 PRECISIONS = ("auto", "fp32", "bf16")
+YAN_MODEL = "yan"
+MODELS = (YAN_MODEL, *BASELINES)  # --model: YAN or a baseline (yan.train_objectives)
 
 
 def arg(
@@ -69,6 +72,13 @@ class TrainArgs:
         "on a downstream task from --init",
     )
     preset: str | None = arg(None, choices=tuple(PRESETS), help="model preset (see yan info)")
+    model: str = arg(
+        YAN_MODEL,
+        choices=MODELS,
+        help="yan, or a baseline trained by the same loop for the equal-budget comparison "
+        "(sec. 5.1): gpt2, bart or masked-diffusion, sized by --preset (tiny, small; paper-*: "
+        "GPT-2 124M, BART-base, ~200M masked diffusion), with --stage 2 or finetune",
+    )
     task: str | None = arg(
         None,
         choices=tuple(TASKS),
@@ -158,6 +168,14 @@ def check_args(args: TrainArgs) -> None:
     """Argument errors that need no data or model, with the flag named in every message."""
     if args.stage not in STAGES:
         raise ValueError(f"--stage must be one of {', '.join(STAGES)}, got {args.stage!r}")
+    if args.model not in MODELS:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {args.model!r}")
+    if args.model != YAN_MODEL and args.stage == "1":
+        raise ValueError(
+            f"--model {args.model} trains p(target | source) with its own loss: use --stage 2 "
+            "(infilling on a text corpus) or --stage finetune --task T; stage 1 is YAN's "
+            "autoencoder"
+        )
     if args.preset is not None and args.preset not in PRESETS:
         raise ValueError(f"unknown --preset {args.preset!r}; available: {', '.join(PRESETS)}")
     if args.task is not None and args.task not in TASKS:
@@ -216,4 +234,13 @@ def resumable_run(out: str | Path, budget: Any, **fields: Any) -> TrainArgs:
     )
 
 
-__all__ = ["PRECISIONS", "SAMPLE_BY", "TrainArgs", "arg", "check_args", "resumable_run"]
+__all__ = [
+    "MODELS",
+    "PRECISIONS",
+    "SAMPLE_BY",
+    "YAN_MODEL",
+    "TrainArgs",
+    "arg",
+    "check_args",
+    "resumable_run",
+]

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yan.checkpoint import CONFIG_NAME, load_config
-from yan.config import YANConfig, preset
+from yan.baselines.common import BaselineConfig
+from yan.checkpoint import CONFIG_NAME
+from yan.config import YANConfig
 from yan.data.training import fresh_tokenizer, streamed_sources
 from yan.distributed import DistEnv, main_only
 from yan.optim import FINETUNE_LR, PRETRAIN_LR
-from yan.resolve import resolve_config, start_for_task, task_of
+from yan.resolve import task_of
 from yan.run_state import (
     DAMAGED_PREFIX,
     RUN_FILE,
@@ -34,6 +35,7 @@ from yan.run_state import (
 )
 from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer
 from yan.train_args import TrainArgs
+from yan.train_objectives import check_model_args, load_model_config, resolve_model_config
 
 
 def run_settings(
@@ -46,6 +48,7 @@ def run_settings(
     if Path(data).expanduser().exists():
         data = str(Path(data).expanduser().resolve())
     return {
+        "model": args.model,
         "stage": args.stage,
         "task": task_of(args),
         "data": data,
@@ -166,7 +169,7 @@ class RunSetup:
     """Resolved inputs of a run: tokenizer, config, sizes, and the checkpoint to resume."""
 
     tok: YanTokenizer
-    config: YANConfig
+    config: YANConfig | BaselineConfig
     max_len: int
     lr: float
     micro: int
@@ -189,7 +192,7 @@ def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
             )
     plan = main_only(lambda: plan_out(args), env)
     resume_from = plan.resume_from
-    init_config = load_config(args.init) if args.init is not None else None
+    init_config = load_model_config(args.init, args.model) if args.init is not None else None
     per_step = env.world_size * args.grad_accum
     if args.batch_size % per_step:
         raise ValueError(
@@ -198,13 +201,7 @@ def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
         )
     if init_config is None and resume_from is None:
         # validate --preset/--set/--max-len before a tokenizer is trained and written
-        early = preset(
-            str(args.preset), **{k: v for k, v in args.overrides.items() if k != "vocab_size"}
-        )
-        if args.max_len is not None and args.max_len > early.max_len:
-            raise ValueError(
-                f"--max-len {args.max_len} exceeds the model's max_len={early.max_len}"
-            )
+        check_model_args(args)
     saved = None
     if resume_from is not None:
         saved = read_state(resume_from)
@@ -220,19 +217,17 @@ def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
             )
     else:
         tok = fresh_tokenizer(args, env, streamed_sources(args) is not None)
-    config = resolve_config(args.preset, args.overrides, tok, init_config)
-    config = start_for_task(config, task_of(args), explicit="flow_start" in args.overrides)
-    max_len = args.max_len or config.max_len
-    if max_len > config.max_len:
-        raise ValueError(f"--max-len {max_len} exceeds the model's max_len={config.max_len}")
+    config, max_len = resolve_model_config(args, tok, init_config)
     lr = args.lr if args.lr is not None else PRETRAIN_LR
     if args.lr is None and args.stage == "finetune":
         lr = FINETUNE_LR
     run = run_settings(args, env, max_len, lr, tok.fingerprint)
     if saved is not None:
         assert resume_from is not None
-        check_resume(saved, run, load_config(resume_from).to_dict(), config.to_dict())
-    if args.stage == "2" and args.init is None and saved is None and config.freeze_autoencoder:
+        saved_config = load_model_config(resume_from, args.model)
+        check_resume(saved, run, saved_config.to_dict(), config.to_dict())
+    frozen = isinstance(config, YANConfig) and config.freeze_autoencoder
+    if args.stage == "2" and args.init is None and saved is None and frozen:
         warnings.warn(
             "stage 2 without --init trains the flow on a randomly initialised, frozen "
             "autoencoder; pass --init DIR with a stage-1 output",

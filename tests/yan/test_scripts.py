@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from yan.model import YAN
 
@@ -80,3 +81,51 @@ def test_multi_node_command(tmp_path):
 def test_finetune_rejects_unknown_dataset(tmp_path):
     proc = _run("finetune.sh", ["poetry"], _env(tmp_path, DRY_RUN="1"))
     assert proc.returncode == 2 and "unknown dataset 'poetry'" in proc.stderr
+
+
+# ---- scripts/gpu_smoke.sh -----------------------------------------------------------------------
+def _commands(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("+ ")]
+
+
+def test_gpu_smoke_builds_the_gpu_commands(tmp_path):
+    proc = _run("gpu_smoke.sh", [], _env(tmp_path, DRY_RUN="1", OUT="runs/s"))
+    assert proc.returncode == 0, proc.stderr
+    commands = _commands(proc)
+    assert len(commands) == 5  # stage 1 and 2, eager then --compile, then the latency bench
+    trains, bench = commands[:4], commands[4]
+    for cmd in trains:
+        assert "-m torch.distributed.run --standalone --nproc-per-node=1 -m yan.train" in cmd
+        assert "--preset paper-trf --data wiki-mini --max-steps 50 --precision bf16" in cmd
+        assert "--batch-size 32 --device cuda" in cmd
+    assert ["--compile" in cmd for cmd in trains] == [False, False, True, True]
+    assert "--stage 1 --out runs/s/eager/stage1" in trains[0]
+    assert "--stage 2 --init runs/s/eager/stage1 --out runs/s/eager/stage2" in trains[1]
+    assert "--stage 2 --init runs/s/compile/stage1 --out runs/s/compile/stage2" in trains[3]
+    assert "-m yan.bench latency --models yan-trf gpt2 --steps 3 --batch-sizes 1" in bench
+    assert "--presets paper --lengths 512 --device cuda --repeats 3 --dtypes bfloat16" in bench
+
+
+def test_gpu_smoke_refuses_without_a_gpu_and_bad_arguments(tmp_path):
+    proc = _run("gpu_smoke.sh", ["--fast"], _env(tmp_path))
+    assert proc.returncode == 2 and "unknown argument '--fast'" in proc.stderr
+    proc = _run("gpu_smoke.sh", [], _env(tmp_path, VARIANTS="eager jit", DRY_RUN="1"))
+    assert proc.returncode == 2 and "got 'jit'" in proc.stderr
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    proc = _run("gpu_smoke.sh", [], _env(tmp_path, OUT=str(tmp_path / "never")))
+    assert proc.returncode == 2, proc.stderr
+    assert "no CUDA GPU is visible" in proc.stderr and "--cpu-dry-run" in proc.stderr
+    assert not _commands(proc) and not (tmp_path / "never").exists()
+
+
+def test_gpu_smoke_cpu_dry_run_trains_benches_and_summarises(tmp_path):
+    out = tmp_path / "smoke"
+    proc = _run("gpu_smoke.sh", ["--cpu-dry-run"], _env(tmp_path, OUT=str(out)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = proc.stdout[proc.stdout.index("gpu_smoke summary") :]
+    for stage in ("stage1", "stage2"):
+        assert f"train eager   {stage}: 2 steps" in summary
+        YAN.from_pretrained(out / "eager" / stage)
+    assert "peak memory n/a (no GPU)" in summary
+    assert "latency L=16 batch 1 float32: YAN-TRF T=3" in summary and "speed-up" in summary

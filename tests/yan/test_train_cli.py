@@ -23,6 +23,7 @@ GIVEN = {
     "data": (["--data", "d2"], "d2"),
     "stage": (["--stage", "finetune"], "finetune"),
     "preset": (["--preset", "small"], "small"),
+    "model": (["--model", "gpt2"], "gpt2"),
     "task": (["--task", "qa"], "qa"),
     "max_steps": (["--max-steps", "7"], 7),
     "init": (["--init", "ckpt"], Path("ckpt")),
@@ -59,6 +60,7 @@ GIVEN = {
 # and the defaults those flags had (App. B.3 where the paper gives one)
 DEFAULTS = {
     "stage": "1",
+    "model": "yan",
     "max_steps": 1000,
     "batch_size": 32,
     "grad_accum": 1,

@@ -7,6 +7,10 @@ decode greedily with oracle target lengths, and share one interface::
     losses = train_baseline(model, batches, steps=1000, lr=1e-4)
     ids = model.generate(src, src_mask, tgt_len=8)          # (B, 8)
     save_baseline(model, "runs/bart"); model = load_baseline("runs/bart")
+
+``train_baseline`` is the single-process loop on in-memory batches; at scale a baseline trains
+with YAN's own trainer (DDP, bf16, exact resume): ``yan train --model bart --stage 2 ...``, whose
+output folder ``load_baseline`` reads.
 """
 
 from yan.baselines.bart import BartBaseline

@@ -1,4 +1,9 @@
-"""A small, shared training loop for the baselines (optimiser settings of App. B.3)."""
+"""A small single-process training loop for the baselines on in-memory batches (optimiser
+settings of App. B.3), what the learn and quality benchmarks call.
+
+Training at scale (DDP, bf16, gradient accumulation, checkpoints with exact resume) goes through
+YAN's own trainer: ``yan train --model gpt2|bart|masked-diffusion`` (:mod:`yan.train_objectives`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from tqdm.auto import tqdm
 
 from yan.baselines.common import Baseline
 from yan.batch import Seq2SeqBatch
+from yan.optim import warmup_constant
 
 
 def _endless(batches: Iterable[Seq2SeqBatch]) -> Iterator[Seq2SeqBatch]:
@@ -51,9 +57,7 @@ def train_baseline(
         )
     device = model.device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-    )
+    schedule = warmup_constant(optimizer, warmup_steps)  # YAN's warm-up (yan.optim)
     model.train()
     losses: list[float] = []
     stream = _endless(batches)
