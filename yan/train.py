@@ -123,6 +123,7 @@ from yan.threads import apply_threads, pick_threads
 from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
 from yan.train_setup import RunSetup, setup_run
+from yan.train_speed import apply_speed_options
 
 # expert_assignment = "cluster": k-means runs on the target latents of this many first
 # training batches (fit_expert_clusters then keeps at most 16,384 tokens of them)
@@ -245,12 +246,15 @@ class Trainer:
             self.model.load_state_dict(loaded.state_dict())
         self.params = trainable_parameters(self.model, self.stage)
         self.model.to(env.device).train()
+        self.speed = apply_speed_options(self.model, self.params, args)
         if self.stage == 2 and self.model.flow.centres is not None and setup.saved is None:
             # fitted once per run: at the start of stage 2, and again when a fine-tune brings
             # a new task whose targets (e.g. labels) lie elsewhere; a resumed run keeps its own
             if self.model.flow.needs_centres or args.stage == "finetune":
                 self._fit_centres()
-        self.optimizer = build_optimizer(self.params, setup.lr, weight_decay=args.weight_decay)
+        self.optimizer = build_optimizer(
+            self.params, setup.lr, weight_decay=args.weight_decay, fused=self.speed.fused_adamw
+        )
         self.scheduler = warmup_constant(self.optimizer, args.warmup)
         seed = rank_seed(args.seed, env.rank)
         self.generator = torch.Generator(device=env.device).manual_seed(seed)
@@ -352,7 +356,7 @@ class Trainer:
             f"tokenizer {s.tok.name} ({s.tok.vocab_size} ids) | {self.env.world_size} x "
             f"{self.env.device.type}, batch {s.micro} x accum {a.grad_accum} x "
             f"{self.env.world_size} = {a.batch_size} | lr {s.lr:g}, warm-up {a.warmup} | "
-            f"{torch.get_num_threads()} CPU threads | {where}",
+            f"{torch.get_num_threads()} CPU threads | {self.speed.describe()} | {where}",
             flush=True,
         )
 
