@@ -120,6 +120,7 @@ from yan.run_state import (
     set_rng_state,
 )
 from yan.threads import apply_threads, pick_threads
+from yan.tracking import TrackedLog, parse_report_to
 from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
 from yan.train_setup import RunSetup, setup_run
@@ -273,7 +274,12 @@ class Trainer:
         self.bf16 = args.precision == "bf16" or (
             args.precision == "auto" and env.device.type == "cuda"
         )
-        self.log = MetricsLog(args.out / METRICS_FILE, env.is_main)
+        self.log = TrackedLog(
+            MetricsLog(args.out / METRICS_FILE, env.is_main),
+            parse_report_to(args.report_to),
+            args.out,
+            args.to_dict(),
+        )
         self.dump: dict[str, list[Any]] = {"local_loss": [], "data_sum": []}
 
     def _fit_centres(self) -> None:
@@ -526,6 +532,7 @@ class Trainer:
             record = {"rank": self.env.rank, "checksum": _weights_checksum(self.model)}
             record.update(self.dump)
             (args.debug_rank_dump / f"rank{self.env.rank}.json").write_text(json.dumps(record))
+        self.log.close()
         return TrainResult(args.out, self.step, last_train, last_val, self.elapsed)
 
 

@@ -20,8 +20,10 @@ from typing import Any
 from yan.config import PRESETS
 from yan.data.tasks import TASKS
 from yan.distributed import DEVICES
+from yan.logs import LOG_LEVELS, level_of
 from yan.optim import WARMUP_STEPS, WEIGHT_DECAY
 from yan.resolve import STAGES
+from yan.tracking import check_reporters, parse_report_to
 from yan.train_speed import FUSED_ADAMW
 
 SAMPLE_BY = ("line", "paragraph", "document")
@@ -139,6 +141,12 @@ class TrainArgs:
         help="fused AdamW kernel: auto uses it when every trainable parameter is on CUDA",
     )
     progress: bool = arg(True, help="no progress bar")
+    report_to: str = arg(
+        "none",
+        help="also send the logged metrics to tensorboard (DIR/tensorboard) and/or wandb "
+        "(installed separately), comma-separated; metrics.jsonl is always written",
+    )
+    log_level: str = arg("info", choices=LOG_LEVELS, help="console log level")
     cache_dir: str | None = arg(None, help="data cache folder (default $YAN_DATA_CACHE)")
     debug_rank_dump: Path | None = arg(
         None,
@@ -217,6 +225,8 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(
             f"--fused-adamw must be one of {', '.join(FUSED_ADAMW)}, got {args.fused_adamw!r}"
         )
+    level_of(args.log_level)
+    check_reporters(parse_report_to(args.report_to))
     if args.init is not None and not args.init.is_dir():
         raise FileNotFoundError(f"--init checkpoint folder not found: {args.init}")
 
