@@ -58,6 +58,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import logging
 import math
 import pickle
 import random
@@ -93,6 +94,7 @@ from yan.distributed import (
     shutdown,
 )
 from yan.eval.validate import validate
+from yan.logs import configure_logging, ensure_logging
 from yan.model import YAN
 from yan.optim import build_optimizer, warmup_constant
 from yan.resolve import (
@@ -125,6 +127,9 @@ from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
 from yan.train_setup import RunSetup, setup_run
 from yan.train_speed import apply_speed_options
+
+# by name, not __name__: under `python -m yan.train` the module is __main__, outside "yan"
+logger = logging.getLogger("yan.train")
 
 # expert_assignment = "cluster": k-means runs on the target latents of this many first
 # training batches (fit_expert_clusters then keeps at most 16,384 tokens of them)
@@ -212,6 +217,7 @@ def train(args: TrainArgs) -> TrainResult:
     """Run (or resume) one training stage; see the module docstring. Raises ``ValueError`` /
     ``FileNotFoundError`` with a message naming the argument for every bad input."""
     check_args(args)
+    ensure_logging(args.log_level)
     env = init_distributed(args.device)
     locks: list[RunLock] = []
     try:
@@ -356,14 +362,13 @@ class Trainer:
         n_params = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.params)
         where = f"resumed at step {self.step}" if s.saved is not None else "new run"
-        print(
+        logger.info(
             f"yan train: stage {a.stage} | {cfg.arch} d={cfg.d_model} {n_params / 1e6:.2f}M "
             f"params ({n_train / 1e6:.2f}M trainable) | data {self.data.description} | "
             f"tokenizer {s.tok.name} ({s.tok.vocab_size} ids) | {self.env.world_size} x "
             f"{self.env.device.type}, batch {s.micro} x accum {a.grad_accum} x "
             f"{self.env.world_size} = {a.batch_size} | lr {s.lr:g}, warm-up {a.warmup} | "
             f"{torch.get_num_threads()} CPU threads | {self.speed.describe()} | {where}",
-            flush=True,
         )
 
     def ce_steps(self) -> int | None:
@@ -508,6 +513,12 @@ class Trainer:
                     last_train.update(means, lr=lr, tokens_per_s=tps, tokens=self.tokens)
                     last_train["elapsed"] = self.elapsed
                     self.log.write(last_train)
+                    logger.debug(
+                        "yan train: step %d: loss %.4f, %.0f tokens/s",
+                        self.step,
+                        means["loss"],
+                        tps,
+                    )
                     bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
                 bar.update(1)
                 if (
@@ -526,7 +537,7 @@ class Trainer:
             last_val = self.validate()
         if self.env.is_main and last_val:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in last_val.items() if k.startswith("val_"))
-            print(f"yan train: step {self.step}: {shown}", flush=True)
+            logger.info(f"yan train: step {self.step}: {shown}")
         if args.debug_rank_dump is not None:
             args.debug_rank_dump.mkdir(parents=True, exist_ok=True)
             record = {"rank": self.env.rank, "checksum": _weights_checksum(self.model)}
@@ -544,6 +555,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
     before = torch.get_num_threads()
     try:
         args = args_from_cli(ns)
+        configure_logging(args.log_level)
         apply_threads(args.threads)
         return train(args)
     except MissingArguments as err:  # as argparse reports a missing required flag

@@ -103,10 +103,11 @@ def test_training_reports_to_tensorboard_and_logs_to_the_console(tmp_path, monke
     out = tmp_path / "run"
     argv = ["--preset", "tiny", "--data", str(corpus), "--out", str(out), "--max-steps", "3"]
     argv += ["--batch-size", "4", "--eval-batches", "1", "--log-every", "1", "--no-progress"]
-    yan_train.main([*argv, "--report-to", "tensorboard"])
+    yan_train.main([*argv, "--report-to", "tensorboard", "--log-level", "debug"])
     console = capsys.readouterr().out
     assert "yan train: stage 1 | transformer" in console  # the banner, as before
     assert "yan train: step 3: val_" in console
+    assert "yan train: step 2: loss " in console  # --log-level debug: every logged step
     assert json.loads((out / "run.json").read_text())["report_to"] == "tensorboard"
     found = event_scalars(out / TENSORBOARD_DIR)
     train = [r for r in read_metrics(out) if r["kind"] == "train"]
