@@ -33,6 +33,7 @@ Output folder ``--out DIR``::
         trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
         checksums.json        sha256 and size of every file above, verified on load and resume
     DIR/metrics.jsonl         one JSON object per logged step (train) and per validation
+    DIR/tensorboard/          the same scalars as TensorBoard events (--report-to tensorboard)
     DIR/run.json              the arguments of the last invocation (``yan train --config
                               DIR/run.json`` repeats them)
     DIR/.train.lock           while a run is training: its pid, host and start time
