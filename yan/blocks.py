@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from .config import YANConfig
@@ -171,7 +172,14 @@ class Block(nn.Module):
 
     ``forward(x, pad, c=None, memory=None)``: ``x`` ``(B, L, d)``; ``pad`` the
     :class:`Padding` of ``x``; ``c`` the time embedding; ``memory`` the source keys/values.
+
+    ``grad_checkpoint = True`` (:func:`yan.train_speed.enable_grad_checkpoint`) keeps only the
+    block's inputs for the backward pass and recomputes its activations there
+    (``torch.utils.checkpoint``, non-reentrant; the dropout masks are replayed), whenever a
+    gradient is being recorded.
     """
+
+    grad_checkpoint: bool = False
 
     def __init__(
         self, cfg: YANConfig, *, time_cond: bool = False, cross_attn: bool = False
@@ -208,6 +216,19 @@ class Block(nn.Module):
         pad: Padding,
         c: torch.Tensor | None = None,
         memory: MemoryKV | None = None,
+    ) -> torch.Tensor:
+        if self.grad_checkpoint and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(
+                self._forward, x, pad, c, memory, use_reentrant=False
+            )
+        return self._forward(x, pad, c, memory)
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        pad: Padding,
+        c: torch.Tensor | None,
+        memory: MemoryKV | None,
     ) -> torch.Tensor:
         if self.ada is None:
             x = x + self.drop(self._mix(self.norm1(x), pad))

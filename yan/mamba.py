@@ -2,8 +2,10 @@
 
 :class:`Mamba` has exactly the parameters of ``mamba_ssm.Mamba`` (``in_proj``, ``conv1d``,
 ``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``, same shapes and initialisation), so
-weights move between the two. On CUDA with ``mamba_ssm`` installed its selective-scan kernel is
-used; everywhere else :func:`selective_scan`, a pure PyTorch scan, computes the same function.
+weights move between the two. On CUDA with the ``mamba`` extra installed its kernels are used
+(``mamba_ssm``'s fused mixer with ``causal_conv1d``'s convolution, :class:`MambaKernels`);
+everywhere else :func:`yan.mamba_scan.selective_scan`, a chunked pure PyTorch scan, computes
+the same function.
 
 :class:`BiMamba` is the paper's bidirectional token mixer: two independently parameterised
 Mamba modules read the sequence forward and reversed, their outputs are concatenated and
@@ -16,85 +18,61 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mamba_scan import selective_scan
 
-def selective_scan(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
-    """The selective scan of Mamba (S6) in pure PyTorch, time-major layout.
 
-    ``h_l = exp(delta_l A) * h_{l-1} + delta_l B_l u_l``,
-    ``y_l = <h_l, C_l> + D u_l``, then ``y * silu(z)`` when ``z`` is given.
+@dataclass(frozen=True)
+class MambaKernels:
+    """The fused CUDA functions of the ``mamba`` extra that are installed (``None``: missing).
 
-    The same function as ``mamba_ssm``'s ``selective_scan_fn`` but with the sequence axis second
-    (``(batch, L, channels)``) so the recurrence loops over ``unbind(1)`` views, never indexing
-    ``x[:, l]`` (whose backward materialises a full zero tensor per step, tens of times slower).
-    Each step discretises and updates only its own ``(b, d, n)`` slice, which stays in cache:
-    5x faster on CPU than materialising ``exp(delta A)`` for the whole sequence first.
-    Computed in float32.
-
-    Args:
-        u: input ``(b, L, d)``.
-        delta: step sizes before bias/softplus, ``(b, L, d)``.
-        A: state matrix ``(d, n)`` (negative for a stable scan).
-        B, C: input/output projections ``(b, L, n)``.
-        D: skip weights ``(d,)``.
-        z: gate ``(b, L, d)``.
-        delta_bias: ``(d,)`` added to ``delta`` before the softplus.
-        delta_softplus: apply softplus to ``delta``.
-
-    Returns:
-        ``(b, L, d)`` in the dtype of ``u``.
+    ``mamba_inner_fn`` (``mamba_ssm``) fuses the whole mixer after ``in_proj``: the causal
+    convolution, ``x_proj``, ``dt_proj``, the scan and ``out_proj``; ``mamba_ssm.Mamba`` takes it
+    only with ``causal_conv1d_fn`` installed (it calls that kernel), and so does :class:`Mamba`.
+    Otherwise each installed kernel replaces its own step: ``causal_conv1d_fn`` the
+    convolution + SiLU, ``selective_scan_fn`` the scan.
     """
-    dtype = u.dtype
-    u, delta, A, B, C = (x.float() for x in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()
-    if delta_softplus:
-        delta = F.softplus(delta)
-    h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # (b, d, n)
-    steps = zip(
-        delta.unsqueeze(-1).unbind(1),  # (b, d, 1)
-        (delta * u).unsqueeze(-1).unbind(1),  # (b, d, 1)
-        B.unsqueeze(2).unbind(1),  # (b, 1, n)
-        C.unsqueeze(-1).unbind(1),  # (b, n, 1)
-    )
-    ys = []
-    for delta_l, du_l, b_l, c_l in steps:
-        h = torch.addcmul(du_l * b_l, torch.exp(delta_l * A), h)
-        ys.append(torch.bmm(h, c_l))  # (b, d, 1)
-    y = torch.cat(ys, dim=-1).transpose(1, 2) if ys else u.new_zeros(u.shape)
-    if D is not None:
-        y = y + u * D.float()
-    if z is not None:
-        y = y * F.silu(z.float())
-    return y.to(dtype)
+
+    selective_scan_fn: Callable[..., torch.Tensor] | None = None
+    mamba_inner_fn: Callable[..., torch.Tensor] | None = None
+    causal_conv1d_fn: Callable[..., torch.Tensor] | None = None
+
+    @property
+    def fused_mixer(self) -> bool:
+        return self.mamba_inner_fn is not None and self.causal_conv1d_fn is not None
+
+
+NO_KERNELS = MambaKernels()
 
 
 @functools.cache
-def _cuda_selective_scan() -> Callable[..., torch.Tensor] | None:
-    """``mamba_ssm``'s fused kernel, imported on first use only (it needs CUDA to build)."""
+def installed_kernels() -> MambaKernels:
+    """The kernels of ``mamba_ssm`` and ``causal_conv1d``, imported on first use only (they need
+    CUDA to build; a broken CUDA extension may raise anything on import, hence ``Exception``)."""
+    scan = inner = conv = None
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:  # ImportError, or a broken CUDA extension raising on import
-        return None
-    return selective_scan_fn
+        from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn, selective_scan_fn
+
+        scan, inner = selective_scan_fn, mamba_inner_fn
+    except Exception:
+        pass
+    try:
+        from causal_conv1d import causal_conv1d_fn
+
+        conv = causal_conv1d_fn
+    except Exception:
+        pass
+    return MambaKernels(scan, inner, conv)
 
 
-def _use_kernel(x: torch.Tensor) -> bool:
-    return x.is_cuda and _cuda_selective_scan() is not None
+def kernels_for(x: torch.Tensor) -> MambaKernels:
+    """The kernels usable on ``x``: the installed ones on CUDA, none elsewhere."""
+    return installed_kernels() if x.is_cuda else NO_KERNELS
 
 
 class Mamba(nn.Module):
@@ -155,17 +133,23 @@ class Mamba(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(b, L, d_model) -> (b, L, d_model)``, causal along L."""
+        """``(b, L, d_model) -> (b, L, d_model)``, causal along L.
+
+        On CUDA the installed kernels take over (:class:`MambaKernels`): the fused mixer when
+        both ``mamba_ssm`` and ``causal_conv1d`` are there, as in ``mamba_ssm.Mamba``; else
+        each kernel its own step; the pure PyTorch path computes the same function.
+        """
+        kernels = kernels_for(x)
+        A = -torch.exp(self.A_log.float())
+        if kernels.fused_mixer:
+            return self._fused(x, A, kernels)
         length = x.shape[1]
         xs, z = self.in_proj(x).chunk(2, dim=-1)
-        # causal depthwise convolution: pad both sides, keep the first L outputs
-        xs = F.silu(self.conv1d(xs.transpose(1, 2))[..., :length].transpose(1, 2))
+        xs = self._conv(xs, kernels)
         dt, b, c = self.x_proj(xs).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = dt @ self.dt_proj.weight.T  # the bias enters inside the scan, before softplus
-        A = -torch.exp(self.A_log.float())
-        if _use_kernel(x):
-            kernel = _cuda_selective_scan()
-            y = kernel(
+        if kernels.selective_scan_fn is not None:  # (b, channels, L) layout
+            y = kernels.selective_scan_fn(
                 xs.transpose(1, 2).contiguous(),
                 delta.transpose(1, 2).contiguous(),
                 A,
@@ -180,7 +164,46 @@ class Mamba(nn.Module):
             y = selective_scan(
                 xs, delta, A, b, c, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
             )
+        assert y.shape[1] == length
         return self.out_proj(y.to(x.dtype))
+
+    def _conv(self, xs: torch.Tensor, kernels: MambaKernels) -> torch.Tensor:
+        """SiLU of the causal depthwise convolution, ``(b, L, d_inner)`` in and out."""
+        if kernels.causal_conv1d_fn is not None:
+            out = kernels.causal_conv1d_fn(
+                x=xs.transpose(1, 2).contiguous(),  # (b, d_inner, L)
+                weight=self.conv1d.weight.squeeze(1),  # (d_inner, 1, w) -> (d_inner, w)
+                bias=self.conv1d.bias,
+                activation="silu",
+            )
+            return out.transpose(1, 2)
+        # pad both sides, keep the first L outputs: each sees only itself and earlier tokens
+        length = xs.shape[1]
+        return F.silu(self.conv1d(xs.transpose(1, 2))[..., :length].transpose(1, 2))
+
+    def _fused(self, x: torch.Tensor, A: torch.Tensor, kernels: MambaKernels) -> torch.Tensor:
+        """``mamba_ssm``'s fused mixer: everything after ``in_proj`` in one autograd function
+        that recomputes the convolution and the scan's inputs in the backward pass."""
+        assert kernels.mamba_inner_fn is not None
+        batch, length, _ = x.shape
+        # (b, 2 d_inner, L) with L contiguous, the layout the kernels read (as mamba_ssm.Mamba)
+        flat = self.in_proj.weight @ x.reshape(batch * length, -1).T.to(self.in_proj.weight)
+        xz = flat.view(-1, batch, length).transpose(0, 1)
+        return kernels.mamba_inner_fn(
+            xz,
+            self.conv1d.weight,
+            self.conv1d.bias,
+            self.x_proj.weight,
+            self.dt_proj.weight,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            A,
+            None,  # B and C come from x_proj (input-dependent, S6)
+            None,
+            self.D.float(),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
 
 
 def reverse_within_lengths(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -225,4 +248,13 @@ class BiMamba(nn.Module):
         return self.proj(torch.cat([forward, backward], dim=-1))
 
 
-__all__ = ["BiMamba", "Mamba", "reverse_within_lengths", "selective_scan"]
+__all__ = [
+    "NO_KERNELS",
+    "BiMamba",
+    "Mamba",
+    "MambaKernels",
+    "installed_kernels",
+    "kernels_for",
+    "reverse_within_lengths",
+    "selective_scan",
+]

@@ -33,11 +33,14 @@ def build_optimizer(
     *,
     weight_decay: float = WEIGHT_DECAY,
     betas: tuple[float, float] = BETAS,
+    fused: bool | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over ``params`` with the paper's betas and weight decay (App. B.3).
 
     Two parameter groups: matrices (``dim >= 2``) with ``weight_decay``, and the rest plus
-    anything marked ``_no_weight_decay`` without (see the module docstring).
+    anything marked ``_no_weight_decay`` without (see the module docstring). ``fused`` is
+    passed to ``torch.optim.AdamW`` (``True`` needs CUDA parameters, see
+    :func:`yan.train_speed.use_fused_adamw`); ``None`` is torch's default implementation.
     """
     params = list(params)
     if not params:
@@ -55,7 +58,7 @@ def build_optimizer(
         for group, wd in ((decay, weight_decay), (no_decay, 0.0))
         if group
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)
 
 
 def warmup_factor(step: int, warmup: int) -> float:

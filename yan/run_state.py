@@ -57,7 +57,8 @@ DAMAGED_PREFIX = "damaged-"  # checkpoints/damaged-step-N: set aside by a resume
 STATE_FORMAT = 1
 # What ``--overwrite`` deletes before a new run starts in a used folder: everything a training
 # run writes that would otherwise describe the old run (config and tokenizer are rewritten).
-RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, CHECKSUMS_NAME)
+# "tensorboard": yan.tracking.TENSORBOARD_DIR, the --report-to tensorboard event files
+RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, CHECKSUMS_NAME, "tensorboard")
 
 RESUME_KEYS = (
     "stage",

@@ -34,6 +34,7 @@ Output folder ``--out DIR``::
         trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
         checksums.json        sha256 and size of every file above, verified on load and resume
     DIR/metrics.jsonl         one JSON object per logged step (train) and per validation
+    DIR/tensorboard/          the same scalars as TensorBoard events (--report-to tensorboard)
     DIR/run.json              the arguments of the last invocation (``yan train --config
                               DIR/run.json`` repeats them)
     DIR/.train.lock           while a run is training: its pid, host and start time
@@ -59,6 +60,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import math
 import pickle
 import random
@@ -91,6 +93,7 @@ from yan.distributed import (
     main_only,
     shutdown,
 )
+from yan.logs import configure_logging, ensure_logging
 from yan.optim import build_optimizer, warmup_constant
 from yan.resolve import (
     ALIGNED_TASKS,
@@ -117,6 +120,7 @@ from yan.run_state import (
     set_rng_state,
 )
 from yan.threads import apply_threads, pick_threads
+from yan.tracking import TrackedLog, parse_report_to
 from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
 from yan.train_objectives import (
@@ -128,6 +132,10 @@ from yan.train_objectives import (
     trainable_parameters,
 )
 from yan.train_setup import RunSetup, setup_run
+from yan.train_speed import apply_speed_options
+
+# by name, not __name__: under `python -m yan.train` the module is __main__, outside "yan"
+logger = logging.getLogger("yan.train")
 
 
 @dataclass
@@ -166,6 +174,7 @@ def train(args: TrainArgs) -> TrainResult:
     """Run (or resume) one training stage; see the module docstring. Raises ``ValueError`` /
     ``FileNotFoundError`` with a message naming the argument for every bad input."""
     check_args(args)
+    ensure_logging(args.log_level)
     env = init_distributed(args.device)
     locks: list[RunLock] = []
     try:
@@ -202,9 +211,12 @@ class Trainer:
         self.model = self.core.model
         self.params = self.core.trainable_parameters()
         self.core.to(env.device).train()
+        self.speed = apply_speed_options(self.model, self.params, args)
         if setup.saved is None:
             self.core.start(self.data.train, env, seed=args.seed, new_task=args.stage == "finetune")
-        self.optimizer = build_optimizer(self.params, setup.lr, weight_decay=args.weight_decay)
+        self.optimizer = build_optimizer(
+            self.params, setup.lr, weight_decay=args.weight_decay, fused=self.speed.fused_adamw
+        )
         self.scheduler = warmup_constant(self.optimizer, args.warmup)
         seed = rank_seed(args.seed, env.rank)
         self.generator = torch.Generator(device=env.device).manual_seed(seed)
@@ -223,7 +235,12 @@ class Trainer:
         self.bf16 = args.precision == "bf16" or (
             args.precision == "auto" and env.device.type == "cuda"
         )
-        self.log = MetricsLog(args.out / METRICS_FILE, env.is_main)
+        self.log = TrackedLog(
+            MetricsLog(args.out / METRICS_FILE, env.is_main),
+            parse_report_to(args.report_to),
+            args.out,
+            args.to_dict(),
+        )
         self.dump: dict[str, list[Any]] = {"local_loss": [], "data_sum": []}
 
     def _restore(self, saved: dict[str, Any]) -> None:
@@ -284,13 +301,12 @@ class Trainer:
             return
         a, s = self.args, self.setup
         where = f"resumed at step {self.step}" if s.saved is not None else "new run"
-        print(
+        logger.info(
             f"yan train: stage {a.stage} | {self.core.describe()} | data {self.data.description} | "
             f"tokenizer {s.tok.name} ({s.tok.vocab_size} ids) | {self.env.world_size} x "
             f"{self.env.device.type}, batch {s.micro} x accum {a.grad_accum} x "
             f"{self.env.world_size} = {a.batch_size} | lr {s.lr:g}, warm-up {a.warmup} | "
-            f"{torch.get_num_threads()} CPU threads | {where}",
-            flush=True,
+            f"{torch.get_num_threads()} CPU threads | {self.speed.describe()} | {where}",
         )
 
     def ce_steps(self) -> int | None:
@@ -433,6 +449,12 @@ class Trainer:
                         peak = torch.cuda.max_memory_allocated(self.env.device)
                         last_train["peak_mem_mb"] = peak / 2**20
                     self.log.write(last_train)
+                    logger.debug(
+                        "yan train: step %d: loss %.4f, %.0f tokens/s",
+                        self.step,
+                        means["loss"],
+                        tps,
+                    )
                     bar.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
                 bar.update(1)
                 if (
@@ -451,12 +473,13 @@ class Trainer:
             last_val = self.validate()
         if self.env.is_main and last_val:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in last_val.items() if k.startswith("val_"))
-            print(f"yan train: step {self.step}: {shown}", flush=True)
+            logger.info(f"yan train: step {self.step}: {shown}")
         if args.debug_rank_dump is not None:
             args.debug_rank_dump.mkdir(parents=True, exist_ok=True)
             record = {"rank": self.env.rank, "checksum": _weights_checksum(self.model)}
             record.update(self.dump)
             (args.debug_rank_dump / f"rank{self.env.rank}.json").write_text(json.dumps(record))
+        self.log.close()
         return TrainResult(args.out, self.step, last_train, last_val, self.elapsed)
 
 
@@ -468,6 +491,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
     before = torch.get_num_threads()
     try:
         args = args_from_cli(ns)
+        configure_logging(args.log_level)
         apply_threads(args.threads)
         return train(args)
     except MissingArguments as err:  # as argparse reports a missing required flag

@@ -21,8 +21,11 @@ from yan.baselines.common import BASELINES
 from yan.config import PRESETS
 from yan.data.tasks import TASKS
 from yan.distributed import DEVICES
+from yan.logs import LOG_LEVELS, level_of
 from yan.optim import WARMUP_STEPS, WEIGHT_DECAY
 from yan.resolve import STAGES
+from yan.tracking import check_reporters, parse_report_to
+from yan.train_speed import FUSED_ADAMW
 
 SAMPLE_BY = ("line", "paragraph", "document")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -132,7 +135,28 @@ class TrainArgs:
         "OMP_NUM_THREADS wins when set)",
     )
     precision: str = arg("auto", choices=PRECISIONS, help="auto: bf16 autocast on CUDA, else fp32")
+    compile: bool = arg(
+        False,
+        help="torch.compile every block of the encoder and the flow trunk (the first steps "
+        "are slower while graphs are built)",
+    )
+    grad_checkpoint: bool = arg(
+        False,
+        help="activation checkpointing per block: recompute activations in the backward "
+        "pass instead of keeping them (stage 2 backpropagates through every Euler step)",
+    )
+    fused_adamw: str = arg(
+        "auto",
+        choices=FUSED_ADAMW,
+        help="fused AdamW kernel: auto uses it when every trainable parameter is on CUDA",
+    )
     progress: bool = arg(True, help="no progress bar")
+    report_to: str = arg(
+        "none",
+        help="also send the logged metrics to tensorboard (DIR/tensorboard) and/or wandb "
+        "(installed separately), comma-separated; metrics.jsonl is always written",
+    )
+    log_level: str = arg("info", choices=LOG_LEVELS, help="console log level")
     cache_dir: str | None = arg(None, help="data cache folder (default $YAN_DATA_CACHE)")
     debug_rank_dump: Path | None = arg(
         None,
@@ -215,6 +239,12 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"--device must be one of {DEVICES}, got {args.device!r}")
     if args.precision not in PRECISIONS:
         raise ValueError(f"--precision must be auto, fp32 or bf16, got {args.precision!r}")
+    if args.fused_adamw not in FUSED_ADAMW:
+        raise ValueError(
+            f"--fused-adamw must be one of {', '.join(FUSED_ADAMW)}, got {args.fused_adamw!r}"
+        )
+    level_of(args.log_level)
+    check_reporters(parse_report_to(args.report_to))
     if args.init is not None and not args.init.is_dir():
         raise FileNotFoundError(f"--init checkpoint folder not found: {args.init}")
 

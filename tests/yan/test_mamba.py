@@ -102,33 +102,108 @@ def test_agrees_with_transformers_mamba_mixer():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-4)
 
 
-def test_kernel_path_uses_the_same_parameters(monkeypatch):
-    """On CUDA the fused kernel replaces the scan: same inputs in (b, d, L) layout."""
+def fake_scan_kernel(u, delta, A, B, C, D, z=None, delta_bias=None, delta_softplus=False):
+    """mamba_ssm's selective_scan_fn semantics, (b, channels, L) layout, in pure PyTorch."""
+    out = selective_scan(
+        u.transpose(1, 2),
+        delta.transpose(1, 2),
+        A,
+        B.transpose(1, 2),
+        C.transpose(1, 2),
+        D,
+        z.transpose(1, 2),
+        delta_bias,
+        delta_softplus,
+    )
+    return out.transpose(1, 2)
 
-    def fake_kernel(u, delta, A, B, C, D, z=None, delta_bias=None, delta_softplus=False):
-        out = selective_scan(
-            u.transpose(1, 2),
-            delta.transpose(1, 2),
-            A,
-            B.transpose(1, 2),
-            C.transpose(1, 2),
-            D,
-            z.transpose(1, 2),
-            delta_bias,
-            delta_softplus,
-        )
-        return out.transpose(1, 2)
 
+def fake_conv_kernel(calls):
+    """causal_conv1d_fn semantics (x (b, d, L), weight (d, w)), recording what it was given."""
+
+    def kernel(x, weight, bias=None, activation=None):
+        calls.append(dict(x=x.shape, weight=weight, bias=bias, activation=activation))
+        assert x.dim() == 3 and weight.dim() == 2 and x.shape[1] == weight.shape[0]
+        width = weight.shape[1]
+        out = F.conv1d(x, weight.unsqueeze(1), bias, padding=width - 1, groups=x.shape[1])
+        out = out[..., : x.shape[-1]]
+        return F.silu(out) if activation in ("silu", "swish") else out
+
+    return kernel
+
+
+def use_kernels(monkeypatch, kernels):
+    monkeypatch.setattr(mamba_mod, "kernels_for", lambda x: kernels)
+
+
+def test_scan_kernel_path_uses_the_same_parameters(monkeypatch):
+    """On CUDA the fused scan kernel replaces the scan: same inputs in (b, d, L) layout."""
     m = Mamba(16, d_state=4)
     x = torch.randn(2, 7, 16)
     pure = m(x)
-    monkeypatch.setattr(mamba_mod, "_use_kernel", lambda x: True)
-    monkeypatch.setattr(mamba_mod, "_cuda_selective_scan", lambda: fake_kernel)
+    use_kernels(monkeypatch, mamba_mod.MambaKernels(selective_scan_fn=fake_scan_kernel))
     torch.testing.assert_close(m(x), pure)
 
 
-def test_kernel_not_used_on_cpu():
-    assert not mamba_mod._use_kernel(torch.zeros(1))
+def test_causal_conv1d_kernel_gets_the_conv_weights_in_its_layout(monkeypatch):
+    m = Mamba(16, d_state=4, d_conv=3)  # d_inner 32
+    x = torch.randn(2, 9, 16)
+    pure = m(x)
+    calls = []
+    use_kernels(monkeypatch, mamba_mod.MambaKernels(causal_conv1d_fn=fake_conv_kernel(calls)))
+    torch.testing.assert_close(m(x), pure)
+    (call,) = calls
+    assert call["x"] == (2, 32, 9)  # (batch, d_inner, L)
+    assert call["weight"].shape == (32, 3)  # conv1d.weight (d, 1, w) as (d, w)
+    assert call["weight"].data_ptr() == m.conv1d.weight.data_ptr()  # a view, not a copy
+    assert call["bias"] is m.conv1d.bias and call["activation"] == "silu"
+
+
+def test_fused_mixer_path_when_both_kernels_are_installed(monkeypatch):
+    """mamba_inner_fn gets mamba_ssm.Mamba's arguments: xz (b, 2 d_inner, L) and the module's
+    own weights; its result is the module's output."""
+    m = Mamba(16, d_state=4)
+    x = torch.randn(2, 7, 16)
+    pure = m(x)
+    seen = {}
+
+    def fake_inner(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, B, C, D, **kw):
+        seen.update(xz=xz.shape, conv_w=conv_w, x_proj_w=x_proj_w, dt_w=dt_proj_w, out_w=out_w)
+        seen.update(out_b=out_b, B=B, C=C, kw=kw)
+        assert xz.stride(-1) == 1
+        xs, z = xz.chunk(2, dim=1)
+        xs = fake_conv_kernel([])(xs, conv_w.squeeze(1), conv_b, "silu")
+        dt, b, c = F.linear(xs.transpose(1, 2), x_proj_w).split([m.dt_rank, 4, 4], dim=-1)
+        delta = F.linear(dt, dt_proj_w).transpose(1, 2)
+        y = fake_scan_kernel(
+            xs, delta, A, b.transpose(1, 2), c.transpose(1, 2), D, z=z, **kw
+        ).transpose(1, 2)
+        return F.linear(y, out_w, out_b)
+
+    kernels = mamba_mod.MambaKernels(
+        selective_scan_fn=fake_scan_kernel,
+        mamba_inner_fn=fake_inner,
+        causal_conv1d_fn=fake_conv_kernel([]),
+    )
+    assert kernels.fused_mixer
+    use_kernels(monkeypatch, kernels)
+    torch.testing.assert_close(m(x), pure)
+    assert seen["xz"] == (2, 64, 7)
+    assert seen["conv_w"] is m.conv1d.weight and seen["x_proj_w"] is m.x_proj.weight
+    assert seen["dt_w"] is m.dt_proj.weight and seen["out_w"] is m.out_proj.weight
+    assert seen["out_b"] is None and seen["B"] is None and seen["C"] is None
+    assert seen["kw"]["delta_softplus"] is True
+    torch.testing.assert_close(seen["kw"]["delta_bias"], m.dt_proj.bias.float())
+
+
+def test_fused_mixer_needs_causal_conv1d_like_mamba_ssm():
+    assert not mamba_mod.MambaKernels(mamba_inner_fn=lambda *a, **k: None).fused_mixer
+
+
+def test_kernels_not_used_on_cpu(monkeypatch):
+    installed = mamba_mod.MambaKernels(selective_scan_fn=fake_scan_kernel)
+    monkeypatch.setattr(mamba_mod, "installed_kernels", lambda: installed)
+    assert mamba_mod.kernels_for(torch.zeros(1)) is mamba_mod.NO_KERNELS
 
 
 def test_mamba_is_causal():

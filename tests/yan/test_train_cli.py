@@ -51,7 +51,12 @@ GIVEN = {
     "device": (["--device", "cpu"], "cpu"),
     "threads": (["--threads", "2"], 2),
     "precision": (["--precision", "bf16"], "bf16"),
+    "compile": (["--compile"], True),
+    "grad_checkpoint": (["--grad-checkpoint"], True),
+    "fused_adamw": (["--fused-adamw", "off"], "off"),
     "progress": (["--no-progress"], False),
+    "report_to": (["--report-to", "tensorboard"], "tensorboard"),
+    "log_level": (["--log-level", "debug"], "debug"),
     "cache_dir": (["--cache-dir", "cache"], "cache"),
     "debug_rank_dump": (["--debug-rank-dump", "dump"], Path("dump")),
     "overwrite": (["--overwrite"], True),
@@ -79,9 +84,20 @@ DEFAULTS = {
     "sample_by": "line",
     "device": "auto",
     "precision": "auto",
+    "fused_adamw": "auto",
     "progress": True,
+    "report_to": "none",
+    "log_level": "info",
 }
-FALSE_BY_DEFAULT = ("resume", "stream", "strict", "overwrite", "allow_stage1_over_flow")
+FALSE_BY_DEFAULT = (
+    "resume",
+    "stream",
+    "strict",
+    "overwrite",
+    "allow_stage1_over_flow",
+    "compile",
+    "grad_checkpoint",
+)
 
 
 def parse(*argv: str | Path) -> TrainArgs:
