@@ -24,7 +24,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 
 from yan.checkpoint import (
     CHECKSUMS_NAME,
+    EMA_NAME,
     WEIGHTS_NAME,
     read_checksums,
     save_pretrained,
@@ -57,7 +58,7 @@ DAMAGED_PREFIX = "damaged-"  # checkpoints/damaged-step-N: set aside by a resume
 STATE_FORMAT = 1
 # What ``--overwrite`` deletes before a new run starts in a used folder: everything a training
 # run writes that would otherwise describe the old run (config and tokenizer are rewritten).
-RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, CHECKSUMS_NAME)
+RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, EMA_NAME, CHECKSUMS_NAME)
 
 RESUME_KEYS = (
     "stage",
@@ -388,10 +389,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     keep: int,
+    extra: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Write ``checkpoints/step-N`` completely under a hidden name (with ``checksums.json`` and
     flushed to disk), rename it into place, export its model files to ``out``, then drop all but
-    the newest ``keep``. A failure before the rename leaves the previous checkpoints untouched."""
+    the newest ``keep``. A failure before the rename leaves the previous checkpoints untouched.
+    ``extra(folder)`` writes more model files beside the weights (the EMA's), before the
+    checksums are taken."""
     root = out / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -402,6 +406,8 @@ def save_checkpoint(
         shutil.rmtree(staging)
     try:
         save_pretrained(model, staging, tokenizer=tok)
+        if extra is not None:
+            extra(staging)
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
         (staging / STATE_FILE).write_text(json.dumps(state) + "\n")
         write_checksums(staging)

@@ -29,6 +29,8 @@ Output folder ``--out DIR``::
     DIR/checksums.json                                     sha256 of the exported files
     DIR/checkpoints/step-XXXXXXXX/                         full resumable checkpoint (also
         model.safetensors, config.json, tokenizer files    loadable with from_pretrained)
+        ema.safetensors       with --ema-decay: the moving average of the weights (also
+                              exported to DIR; YAN.from_pretrained(DIR, weights="ema"))
         optimizer.pt          AdamW state (plain tensors; torch.load(weights_only=True))
         trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
         checksums.json        sha256 and size of every file above, verified on load and resume
@@ -92,6 +94,7 @@ from yan.distributed import (
     main_only,
     shutdown,
 )
+from yan.ema import start_ema
 from yan.eval.validate import validate
 from yan.model import YAN
 from yan.optim import build_optimizer, warmup_constant
@@ -259,6 +262,8 @@ class Trainer:
         self.last_saved = -1
         if setup.saved is not None:
             self._restore(setup.saved)
+        resumed = setup.resume_from if setup.saved is not None else None
+        self.ema = start_ema(self.model, args.ema_decay, resumed)  # --ema-decay, yan.ema
         self.objective: nn.Module = StageObjective(self.model, self.stage)
         if env.distributed:
             self.objective = DistributedDataParallel(
@@ -460,6 +465,7 @@ class Trainer:
                 self.optimizer,
                 state,
                 keep=self.args.keep_checkpoints,
+                extra=self.ema.save if self.ema is not None else None,
             )
         barrier(self.env)
 
@@ -484,6 +490,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
                 means, tokens = self.train_step(batches)
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 self.step += 1
                 self.tokens += tokens
                 interval_tokens += tokens
