@@ -353,4 +353,35 @@ def push_checkpoint(
     return str(getattr(commit, "commit_url", commit))
 
 
-__all__ = ["WEIGHTS", "YANHubMixin", "push_checkpoint", "weights_file"]
+def main(argv: list[str] | None = None) -> str:
+    """``yan push --checkpoint DIR --repo org/name``: :func:`push_checkpoint`, printing the
+    commit URL. The token is huggingface_hub's (``hf auth login`` or ``HF_TOKEN``)."""
+    import argparse
+    import sys
+
+    from .cli import exit_with_error
+
+    p = argparse.ArgumentParser(prog="yan push", description=main.__doc__.split(".")[0])
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint or run folder")
+    p.add_argument("--repo", required=True, help="hub repository id, e.g. org/yan-small")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--branch", help="push to this branch (default: main)")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead")
+    p.add_argument("--message", default="Upload YAN checkpoint", help="commit message")
+    ns = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        url = push_checkpoint(
+            ns.checkpoint,
+            ns.repo,
+            commit_message=ns.message,
+            private=ns.private or None,
+            branch=ns.branch,
+            create_pr=ns.create_pr or None,
+        )
+    except (ValueError, FileNotFoundError, HfHubHTTPError) as err:
+        exit_with_error(p.prog, err)
+    print(url)
+    return url
+
+
+__all__ = ["WEIGHTS", "YANHubMixin", "main", "push_checkpoint", "weights_file"]

@@ -219,3 +219,15 @@ def test_save_pretrained_is_still_atomic(tmp_path, model):
         YAN.from_preset("tiny", K=2).save_pretrained(folder, tokenizer=Broken())
     assert YAN.from_pretrained(folder).config.K == model.config.K
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_yan_push_command(tmp_path, model, tok, fake_api, capsys):
+    from yan.cli import main as yan_main
+
+    folder = model.save_pretrained(tmp_path / "ckpt", tokenizer=tok)
+    yan_main(["push", "--checkpoint", str(folder), "--repo", "org/yan-tiny", "--private"])
+    assert capsys.readouterr().out.strip() == "https://huggingface.co/org/yan-tiny/commit/0"
+    assert fake_api.repos == [("org/yan-tiny", True)] and WEIGHTS_NAME in fake_api.pushed
+    with pytest.raises(SystemExit):
+        yan_main(["push", "--checkpoint", str(tmp_path / "none"), "--repo", "org/x"])
+    assert "does not exist" in capsys.readouterr().err
