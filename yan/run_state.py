@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from yan.checkpoint import (
+    CARD_NAME,
     CHECKSUMS_NAME,
     EMA_NAME,
     WEIGHTS_NAME,
@@ -58,7 +59,15 @@ DAMAGED_PREFIX = "damaged-"  # checkpoints/damaged-step-N: set aside by a resume
 STATE_FORMAT = 1
 # What ``--overwrite`` deletes before a new run starts in a used folder: everything a training
 # run writes that would otherwise describe the old run (config and tokenizer are rewritten).
-RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, EMA_NAME, CHECKSUMS_NAME)
+RUN_OUTPUTS = (
+    CHECKPOINTS,
+    METRICS_FILE,
+    RUN_FILE,
+    WEIGHTS_NAME,
+    EMA_NAME,  # a stale average would load as the new run's (weights="ema")
+    CARD_NAME,
+    CHECKSUMS_NAME,
+)
 
 RESUME_KEYS = (
     "stage",
