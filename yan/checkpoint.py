@@ -43,13 +43,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import __version__
 from .config import YANConfig
 
 if TYPE_CHECKING:  # annotations only: importing this module never imports the model
     from .model import YAN
 
 WEIGHTS_NAME = "model.safetensors"
+EMA_NAME = "ema.safetensors"  # the moving average of the weights, when the run kept one
 CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"  # the model card (yan.model_card)
+VERSION_KEY = "yan_version"  # in config.json: the package version that wrote the checkpoint
 CHECKSUMS_NAME = "checksums.json"
 CHECKSUMS_FORMAT = 1
 
@@ -65,6 +69,9 @@ class SavableModel(Protocol):
 def save_pretrained(model: SavableModel, folder: str | Path, tokenizer: Any = None) -> Path:
     """Write ``model`` (and ``tokenizer`` if given) to ``folder``, replacing it atomically.
 
+    A :class:`yan.model.YAN` saves itself (:meth:`yan.hub.YANHubMixin.save_pretrained`, which
+    adds the model card); anything else with ``config`` and ``state_dict()`` is written here.
+
     Args:
         model: a :class:`yan.model.YAN` (anything with ``config`` and ``state_dict()``).
         folder: destination; its parent is created if needed.
@@ -73,6 +80,9 @@ def save_pretrained(model: SavableModel, folder: str | Path, tokenizer: Any = No
     Returns:
         The checkpoint folder.
     """
+    own = getattr(model, "save_pretrained", None)
+    if callable(own):
+        return Path(own(folder, tokenizer=tokenizer))
     return write_pretrained(folder, model.state_dict(), model.config, tokenizer=tokenizer)
 
 
@@ -81,9 +91,12 @@ def write_pretrained(
     state: Mapping[str, torch.Tensor],
     config: YANConfig,
     tokenizer: Any = None,
+    *,
+    files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``state`` as ``model.safetensors``, ``config`` as ``config.json`` and the
-    tokenizer's files to ``folder``, replacing it atomically; returns the folder."""
+    """Write ``state`` as ``model.safetensors``, ``config`` as ``config.json`` (with the
+    package version under ``yan_version``), the tokenizer's files and the text ``files`` (name
+    -> content, e.g. the model card) to ``folder``, replacing it atomically; returns it."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"checkpoint folder {folder} exists and is not a directory")
@@ -93,9 +106,12 @@ def write_pretrained(
         # contiguous CPU copies: safetensors stores plain buffers, no views or shared storage
         state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model": "yan"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        record = {**config.to_dict(), VERSION_KEY: __version__}
+        (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(tmp)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         _replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -205,6 +221,7 @@ def load_config(folder: str | Path) -> YANConfig:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object of YANConfig fields")
+    data.pop(VERSION_KEY, None)  # who wrote it, not how the model is built
     try:
         return YANConfig.from_dict(data)
     except (TypeError, ValueError) as err:  # name the file, not only the field
@@ -219,15 +236,17 @@ class StoredModel:
         folder: the checkpoint folder.
         config: its ``config.json``.
         state: its ``model.safetensors``, parameter name -> tensor, on the device it was read to.
+        weights_name: the file ``state`` was read from (``model.safetensors`` or the EMA's).
     """
 
     folder: Path
     config: YANConfig
     state: dict[str, torch.Tensor]
+    weights_name: str = WEIGHTS_NAME
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / WEIGHTS_NAME
+        return self.folder / self.weights_name
 
     @property
     def config_path(self) -> Path:
@@ -235,9 +254,15 @@ class StoredModel:
 
 
 def read_pretrained(
-    folder: str | Path, device: str | torch.device | None = None, verify: bool = True
+    folder: str | Path,
+    device: str | torch.device | None = None,
+    verify: bool = True,
+    weights: str = WEIGHTS_NAME,
 ) -> StoredModel:
     """Read the config and the tensors of a folder written by :func:`write_pretrained`.
+
+    ``weights`` names the tensor file: ``model.safetensors``, or ``ema.safetensors`` for the
+    moving average of a run that kept one (the same tensor names).
 
     With ``verify`` (the default) the weights and config are first checked against the
     folder's ``checksums.json`` when it has one, so that a damaged file is an error rather than
@@ -250,16 +275,16 @@ def read_pretrained(
     """
     folder = Path(folder)
     if verify and folder.is_dir():
-        verify_checksums(folder, names=(CONFIG_NAME, WEIGHTS_NAME))
+        verify_checksums(folder, names=(CONFIG_NAME, weights))
     config = load_config(folder)
-    weights = _require(folder, WEIGHTS_NAME)
+    path = _require(folder, weights)
     try:
-        state = load_file(str(weights), device=str(device) if device is not None else "cpu")
+        state = load_file(str(path), device=str(device) if device is not None else "cpu")
     except (SafetensorError, OSError) as err:
         raise ValueError(
-            f"{weights} cannot be read: the file is damaged or cut short ({err})"
+            f"{path} cannot be read: the file is damaged or cut short ({err})"
         ) from None
-    return StoredModel(folder, config, state)
+    return StoredModel(folder, config, state, weights)
 
 
 def load_pretrained(
@@ -281,8 +306,11 @@ def load_pretrained(
 
 
 __all__ = [
+    "CARD_NAME",
     "CHECKSUMS_NAME",
     "CONFIG_NAME",
+    "EMA_NAME",
+    "VERSION_KEY",
     "WEIGHTS_NAME",
     "SavableModel",
     "StoredModel",

@@ -1,4 +1,4 @@
-"""The ``yan`` command: ``yan {train,generate,eval,bench,plot-run,info} ...``.
+"""The ``yan`` command: ``yan {train,generate,eval,bench,plot-run,info,push} ...``.
 
 Each sub-command lives in its own module with a ``main(argv)`` function; importing lazily keeps
 ``yan --help`` instant and lets each module also run as ``python -m``.
@@ -39,6 +39,7 @@ COMMANDS = {
     "bench": ("yan.bench", "latency / tokens-per-second and quality benchmarks vs baselines"),
     "plot-run": ("yan.plot_run", "render the loss curves of a training run to PNG"),
     "info": ("yan.info", "print a preset's configuration and parameter counts"),
+    "push": ("yan.hub", "push a checkpoint folder to the Hugging Face hub (with a model card)"),
 }
 
 

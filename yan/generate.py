@@ -73,11 +73,12 @@ def _load_yan(
     *,
     task: str | None,
     tokenizer: str | Path | None,
+    weights: str = "raw",
 ) -> loading.Checkpoint:
     """A YAN checkpoint, checked as ``yan eval`` checks it: the tokenizer must be the
     checkpoint's own and, with ``task``, the checkpoint must have been trained for it (a
-    stage-1 autoencoder is refused for every task)."""
-    ckpt = loading.load_checkpoint(path, tokenizer=tokenizer, device=device)
+    stage-1 autoencoder is refused for every task). ``weights``: ``raw`` or ``ema``."""
+    ckpt = loading.load_checkpoint(path, tokenizer=tokenizer, device=device, weights=weights)
     if task is not None:
         loading.check_task(ckpt, task)
     return ckpt
@@ -241,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="error on inputs longer than max_len")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument(
+        "--weights",
+        default="raw",
+        choices=("raw", "ema"),
+        help="raw: the trained weights; ema: their moving average (ema.safetensors, from "
+        "yan train --ema-decay)",
+    )
+    p.add_argument(
         "--dtype",
         default="float32",
         choices=(*DTYPES, *ALIASES),
@@ -257,7 +265,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     try:
         items = [{"text": ns.text}] if ns.text is not None else read_inputs(ns.input)
         ckpt = _load_yan(
-            ns.checkpoint, pick_device(ns.device), task=ns.task, tokenizer=ns.tokenizer
+            ns.checkpoint,
+            pick_device(ns.device),
+            task=ns.task,
+            tokenizer=ns.tokenizer,
+            weights=ns.weights,
         )
         model, tok = ckpt.model, ckpt.tokenizer
         model.to(resolve_dtype(ns.dtype))

@@ -151,6 +151,7 @@ def load_checkpoint(
     baseline: str | None = None,
     tokenizer: str | Path | None = None,
     device: str | torch.device = "cpu",
+    weights: str = "raw",
 ) -> Checkpoint:
     """Load a YAN checkpoint, or a baseline one with ``baseline=NAME``.
 
@@ -161,6 +162,8 @@ def load_checkpoint(
             whose tokenizer cannot be rebuilt by name, otherwise it must be the checkpoint's
             own (same fingerprint).
         device: where the model runs.
+        weights: ``raw`` (the trained weights) or ``ema`` (their moving average, a YAN
+            checkpoint trained with ``--ema-decay``).
 
     Raises:
         FileNotFoundError: the folder or its weights/config are missing.
@@ -171,6 +174,8 @@ def load_checkpoint(
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"--checkpoint folder not found: {folder}")
+    if weights != "raw" and baseline is not None:
+        raise ValueError(f"--weights {weights}: baseline checkpoints hold only their raw weights")
     own = YanTokenizer.load(folder) if (folder / META_FILE).is_file() else None
     given = get_tokenizer(tokenizer) if tokenizer is not None else None
     if own is not None and given is not None and own.fingerprint != given.fingerprint:
@@ -196,7 +201,9 @@ def load_checkpoint(
         check_tokenizer(
             tok, config.vocab_size, config.tokenizer, str(folder), info.tokenizer_fingerprint
         )
-        model: nn.Module = _named(folder, lambda f: YAN.from_pretrained(f, device=device), folder)
+        model: nn.Module = _named(
+            folder, lambda f: YAN.from_pretrained(f, device=device, weights=weights), folder
+        )
         return Checkpoint(model.eval(), tok, "yan", info, folder)
 
     from yan.baselines import BASELINES, load_baseline

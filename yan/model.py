@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,15 +30,17 @@ from moefm.sampling import ROUTINGS, SOLVERS, SampleResult, sample
 
 from .autoencoder import AutoencoderLoss, Decoder, Encoder, masked_weight, regularized_ae_loss
 from .batch import Seq2SeqBatch, aligned_source_ids
-from .checkpoint import read_pretrained, write_pretrained
 from .config import YANConfig, preset
 from .flow import FlowLoss, LatentFlow, LengthHead, aligned_source, latent_flow_loss, masked_mean
 from .generation import Generation, TextTokenizer, source_batches
-from .precision import resolve_dtype
+from .hub import YANHubMixin
 
 
-class YAN(nn.Module):
+class YAN(nn.Module, YANHubMixin):
     """Encoder, decoder, latent flow and length head of YAN; tokenizer-agnostic (ids in, ids out).
+
+    ``save_pretrained``, ``from_pretrained`` (a folder or a hub id) and ``push_to_hub`` come
+    from :class:`yan.hub.YANHubMixin`.
 
     Example:
         >>> model = YAN.from_preset("tiny")
@@ -57,39 +58,11 @@ class YAN(nn.Module):
         self.length_head = LengthHead(config)
         self._frozen_autoencoder = False
 
-    # ---- construction and persistence ----
+    # ---- construction (persistence: yan.hub.YANHubMixin) ----
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> YAN:
         """A randomly initialised model of a preset (see :data:`yan.config.PRESETS`)."""
         return cls(preset(name, **overrides))
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        *,
-        verify: bool = True,
-    ) -> YAN:
-        """Load a folder written by :meth:`save_pretrained` (safetensors, no pickle), in eval mode.
-
-        ``dtype`` casts the weights for inference (``"bfloat16"``: see :mod:`yan.precision`);
-        ``None`` keeps the stored float32. ``verify`` first checks the files against the
-        folder's ``checksums.json`` when it has one (:func:`yan.checkpoint.read_pretrained`).
-
-        Raises:
-            FileNotFoundError: the folder, ``config.json`` or ``model.safetensors`` is missing.
-            ValueError: a file is damaged, or the weights do not match the config.
-        """
-        stored = read_pretrained(path, device=device, verify=verify)
-        model = cls.from_state_dict(
-            stored.config,
-            stored.state,
-            origin=str(stored.weights_path),
-            against=str(stored.config_path),
-        ).eval()
-        return model if dtype is None else model.to(resolve_dtype(dtype))
 
     @classmethod
     def from_state_dict(
@@ -126,10 +99,6 @@ class YAN(nn.Module):
         model.encoder.reset_positions(model.device)
         model.flow.reset_positions(model.device)
         return model
-
-    def save_pretrained(self, folder: str | Path, tokenizer: Any = None) -> Path:
-        """Write weights, config and (optionally) tokenizer files to ``folder`` atomically."""
-        return write_pretrained(folder, self.state_dict(), self.config, tokenizer=tokenizer)
 
     @property
     def device(self) -> torch.device:

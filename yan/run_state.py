@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from yan.checkpoint import (
+    CARD_NAME,
     CHECKSUMS_NAME,
+    EMA_NAME,
     WEIGHTS_NAME,
     read_checksums,
     save_pretrained,
@@ -57,8 +59,16 @@ DAMAGED_PREFIX = "damaged-"  # checkpoints/damaged-step-N: set aside by a resume
 STATE_FORMAT = 1
 # What ``--overwrite`` deletes before a new run starts in a used folder: everything a training
 # run writes that would otherwise describe the old run (config and tokenizer are rewritten).
-# "tensorboard": yan.tracking.TENSORBOARD_DIR, the --report-to tensorboard event files
-RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, CHECKSUMS_NAME, "tensorboard")
+RUN_OUTPUTS = (
+    CHECKPOINTS,
+    METRICS_FILE,
+    RUN_FILE,
+    WEIGHTS_NAME,
+    EMA_NAME,  # a stale average would load as the new run's (weights="ema")
+    CARD_NAME,
+    CHECKSUMS_NAME,
+    "tensorboard",  # yan.tracking.TENSORBOARD_DIR, the --report-to tensorboard event files
+)
 
 RESUME_KEYS = (
     "stage",
@@ -390,13 +400,16 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int,
     write_model: Callable[[Path], None] | None = None,
+    extra: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Write ``checkpoints/step-N`` completely under a hidden name (with ``checksums.json`` and
     flushed to disk), rename it into place, export its model files to ``out``, then drop all but
     the newest ``keep``. A failure before the rename leaves the previous checkpoints untouched.
 
     ``write_model(folder)`` writes the model's files into the new folder where they are not
-    YAN's (``save_pretrained(model, folder, tokenizer=tok)``): a baseline's, for instance."""
+    YAN's (``save_pretrained(model, folder, tokenizer=tok)``): a baseline's, for instance.
+    ``extra(folder)`` writes more model files beside the weights (the EMA's), before the
+    checksums are taken."""
     root = out / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -410,6 +423,8 @@ def save_checkpoint(
             save_pretrained(model, staging, tokenizer=tok)
         else:
             write_model(staging)
+        if extra is not None:
+            extra(staging)
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
         (staging / STATE_FILE).write_text(json.dumps(state) + "\n")
         write_checksums(staging)

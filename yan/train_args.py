@@ -21,6 +21,7 @@ from yan.baselines.common import BASELINES
 from yan.config import PRESETS
 from yan.data.tasks import TASKS
 from yan.distributed import DEVICES
+from yan.ema import check_decay
 from yan.logs import LOG_LEVELS, level_of
 from yan.optim import WARMUP_STEPS, WEIGHT_DECAY
 from yan.resolve import STAGES
@@ -168,6 +169,11 @@ class TrainArgs:
         "metrics and exported weights are deleted first (with --resume: only when there is "
         "no usable checkpoint)",
     )
+    ema_decay: float | None = arg(
+        None,
+        help="keep an exponential moving average of the weights with this decay (e.g. 0.999), "
+        "saved as ema.safetensors beside the weights (default: off)",
+    )
     allow_stage1_over_flow: bool = arg(
         False,
         help="allow --stage 1 --init from a checkpoint whose latent flow is trained (stage 2 "
@@ -245,6 +251,8 @@ def check_args(args: TrainArgs) -> None:
         )
     level_of(args.log_level)
     check_reporters(parse_report_to(args.report_to))
+    if args.ema_decay is not None:
+        check_decay(args.ema_decay)
     if args.init is not None and not args.init.is_dir():
         raise FileNotFoundError(f"--init checkpoint folder not found: {args.init}")
 

@@ -33,7 +33,7 @@ from yan.run_state import (
     read_state,
     resumable_checkpoint,
 )
-from yan.tokenizer import BPE_FILE, META_FILE, YanTokenizer
+from yan.tokenizer import BPE_FILE, HF_CONFIG_FILE, META_FILE, YanTokenizer
 from yan.train_args import TrainArgs
 from yan.train_objectives import check_model_args, load_model_config, resolve_model_config
 
@@ -120,7 +120,7 @@ def plan_out(args: TrainArgs) -> OutPlan:
             return OutPlan(clear=True)
         return OutPlan()
     # files a starting run writes before its first step may be left by a run that failed early
-    startup = {META_FILE, BPE_FILE, CONFIG_NAME, RUN_FILE}
+    startup = {META_FILE, BPE_FILE, HF_CONFIG_FILE, CONFIG_NAME, RUN_FILE}
     if out.is_dir() and any(
         p.name not in startup and not p.name.startswith(".") for p in out.iterdir()
     ):

