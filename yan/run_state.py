@@ -59,6 +59,8 @@ STATE_FORMAT = 1
 # run writes that would otherwise describe the old run (config and tokenizer are rewritten).
 RUN_OUTPUTS = (CHECKPOINTS, METRICS_FILE, RUN_FILE, WEIGHTS_NAME, CHECKSUMS_NAME)
 
+# What a --resume must share with its checkpoint. Not the number of processes nor --grad-accum:
+# only the global batch they split matters (yan.elastic.batch_layout checks it first).
 RESUME_KEYS = (
     "stage",
     "task",
@@ -68,8 +70,6 @@ RESUME_KEYS = (
     "stream",
     "seed",
     "batch_size",
-    "grad_accum",
-    "world_size",
     "max_len",
     "lr",
     "warmup",

@@ -92,9 +92,11 @@ from yan.distributed import (
     main_only,
     shutdown,
 )
+from yan.elastic import restore_rank_state
 from yan.eval.validate import validate
 from yan.model import YAN
 from yan.optim import build_optimizer, warmup_constant
+from yan.preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
 from yan.resolve import (
     ALIGNED_TASKS,
     TRAINING_FIELDS,
@@ -117,7 +119,6 @@ from yan.run_state import (
     rng_state,
     save_checkpoint,
     set_aside,
-    set_rng_state,
 )
 from yan.threads import apply_threads, pick_threads
 from yan.train_args import TrainArgs, check_args
@@ -139,6 +140,7 @@ class TrainResult:
     train: dict[str, Any]
     val: dict[str, Any]
     elapsed: float
+    preempted: str | None = None  # the signal that stopped the run early (yan.preemption)
 
 
 # ---- the objective under DDP --------------------------------------------------------------------
@@ -218,6 +220,8 @@ def train(args: TrainArgs) -> TrainResult:
         # one run per folder, for the whole run: rank 0 holds the lock, every rank gets its error
         main_only(lambda: locks.append(RunLock.acquire(args.out)), env)
         setup = setup_run(args, env)
+        if setup.grad_accum != args.grad_accum:  # a resume on another number of processes
+            args = dataclasses.replace(args, grad_accum=setup.grad_accum)
         # data before the model: bad data fails before anything is written
         run_data = build_data(args, setup.tok, env, setup.micro, setup.max_len)
         return Trainer(args, env, setup, run_data).run()
@@ -229,6 +233,8 @@ def train(args: TrainArgs) -> TrainResult:
 
 class Trainer:
     """One stage's optimisation loop: model, DDP objective, AdamW + warm-up, RNG, data, logs."""
+
+    preemption: PreemptionGuard  # while run() runs: SIGTERM / SIGUSR1 stop it at a step boundary
 
     def __init__(self, args: TrainArgs, env: DistEnv, setup: RunSetup, data: RunData) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
@@ -301,9 +307,8 @@ class Trainer:
             ) from None
         self.optimizer.load_state_dict(state)
         self.scheduler.load_state_dict(saved["scheduler"])
-        mine = saved["ranks"][self.env.rank]
-        set_rng_state(mine["rng"], self.generator, self.env.device)
-        self.data.train.load_state_dict(mine["data"])
+        # this rank's RNG and data position; on another number of processes: yan.elastic
+        restore_rank_state(saved, self.env, self.generator, self.data.train, self.args.seed)
         self.step, self.elapsed = int(saved["step"]), float(saved["elapsed"])
         self.tokens, self.last_saved = int(saved["tokens"]), self.step
         if self.args.threads is None and saved.get("threads"):
@@ -464,6 +469,12 @@ class Trainer:
         barrier(self.env)
 
     def run(self) -> TrainResult:
+        """Train to ``--max-steps``; on SIGTERM / SIGUSR1 save at the next step boundary and
+        stop early (``TrainResult.preempted``, :mod:`yan.preemption`)."""
+        with PreemptionGuard(self.env) as self.preemption:
+            return self._run()
+
+    def _run(self) -> TrainResult:
         args = self.args
         self._start_files()
         self._banner()
@@ -479,6 +490,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         interval_tokens, interval_start = 0, time.perf_counter()
+        preempted = None
         try:
             while self.step < args.max_steps:
                 t0 = time.perf_counter()
@@ -508,12 +520,19 @@ class Trainer:
                     last_val = self.validate()
                 if args.save_every and self.step % args.save_every == 0:
                     self.save()
+                # a stop signal (all ranks agree) ends the run at this step boundary; at the
+                # last step the run simply ends, with its final validation
+                if self.step < args.max_steps and self.preemption.requested():
+                    preempted = self.preemption.signal_name
+                    break
         finally:
             bar.close()
         if self.step != self.last_saved:
             self.save()
-        if self.step > start:  # a rerun of a finished run changes nothing and logs nothing
+        if self.step > start and preempted is None:  # a rerun of a finished run logs nothing
             last_val = self.validate()
+        if preempted is not None:
+            self._report_preemption(preempted)
         if self.env.is_main and last_val:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in last_val.items() if k.startswith("val_"))
             print(f"yan train: step {self.step}: {shown}", flush=True)
@@ -522,7 +541,16 @@ class Trainer:
             record = {"rank": self.env.rank, "checksum": _weights_checksum(self.model)}
             record.update(self.dump)
             (args.debug_rank_dump / f"rank{self.env.rank}.json").write_text(json.dumps(record))
-        return TrainResult(args.out, self.step, last_train, last_val, self.elapsed)
+        return TrainResult(args.out, self.step, last_train, last_val, self.elapsed, preempted)
+
+    def _report_preemption(self, signal_name: str) -> None:
+        if self.env.is_main:
+            print(
+                f"yan train: stopped by {signal_name} at step {self.step}; checkpoint saved in "
+                f"{self.args.out / 'checkpoints'}. Run the same command with --resume to "
+                f"continue (exit code {PREEMPTED_EXIT_CODE})",
+                flush=True,
+            )
 
 
 # ---- command line (flags: yan.train_cli) --------------------------------------------------------
@@ -534,13 +562,16 @@ def main(argv: list[str] | None = None) -> TrainResult:
     try:
         args = args_from_cli(ns)
         apply_threads(args.threads)
-        return train(args)
+        result = train(args)
     except MissingArguments as err:  # as argparse reports a missing required flag
         parser.error(str(err))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         exit_with_error(parser.prog, err)
     finally:  # a caller in the same process (a test, a notebook) keeps its own setting
         torch.set_num_threads(before)
+    if result.preempted is not None:  # saved and stopped early: a scheduler can requeue it
+        sys.exit(PREEMPTED_EXIT_CODE)
+    return result
 
 
 # the public names of this module: those at home elsewhere stay importable from here, where
