@@ -320,5 +320,8 @@ def test_sigterm_saves_a_checkpoint_exits_75_and_the_resume_is_exact(corpus, tmp
     res = train(corpus, out, 6, "--resume")
     assert res.step == 6 and train_steps(out) == [1, 2, 3, 4, 5, 6]
     assert same_weights(out, straight)
-    losses = [(r["step"], r["loss"]) for r in read_metrics(out) if r["kind"] == "train"]
-    assert losses == [(r["step"], r["loss"]) for r in read_metrics(straight) if r["kind"] == "train"]
+
+    def losses(folder: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in read_metrics(folder) if r["kind"] == "train"]
+
+    assert losses(out) == losses(straight)
