@@ -83,4 +83,13 @@ class PreemptionGuard:
         return bool(flag.item())
 
 
-__all__ = ["PREEMPTED_EXIT_CODE", "SIGNALS", "PreemptionGuard"]
+def ignore_stop_signals(*_: object) -> None:
+    """Make this process ignore SIGTERM / SIGUSR1: the ``worker_init_fn`` of data-loading
+    worker processes. A scheduler signals every process of a job and torchrun signals each
+    training process's whole process group; a data worker killed by the signal would fail its
+    training process before that one could save. The training process stops its workers."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+__all__ = ["PREEMPTED_EXIT_CODE", "SIGNALS", "PreemptionGuard", "ignore_stop_signals"]

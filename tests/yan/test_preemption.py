@@ -10,9 +10,10 @@ import signal
 import threading
 
 import pytest
+from torch.utils.data import DataLoader, Dataset
 
 from yan.distributed import DistEnv
-from yan.preemption import PREEMPTED_EXIT_CODE, SIGNALS, PreemptionGuard
+from yan.preemption import PREEMPTED_EXIT_CODE, SIGNALS, PreemptionGuard, ignore_stop_signals
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
@@ -50,3 +51,28 @@ def test_outside_the_main_thread_the_guard_does_nothing():
 def test_the_exit_code_is_ex_tempfail():
     # sysexits.h EX_TEMPFAIL: documented in scripts/README.md for job scripts that requeue
     assert PREEMPTED_EXIT_CODE == 75 == getattr(os, "EX_TEMPFAIL", 75)
+
+
+class WorkerPids(Dataset):
+    """Each item is the pid of the process that loaded it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> int:
+        return os.getpid()
+
+
+@pytest.mark.parametrize("init", [None, ignore_stop_signals], ids=["default", "ignoring"])
+def test_a_data_worker_survives_a_stop_signal_only_when_it_ignores_it(init):
+    """A scheduler (and torchrun, through the process group) signals data workers too: by
+    default one dies, and its training process fails with it before it can save."""
+    loader = DataLoader(WorkerPids(), num_workers=1, worker_init_fn=init, timeout=20)
+    batches = iter(loader)
+    worker = int(next(batches))
+    os.kill(worker, signal.SIGTERM)
+    if init is None:
+        with pytest.raises(RuntimeError, match="DataLoader worker .* (exited|killed)"):
+            list(batches)
+    else:
+        assert [int(b) for b in batches] == [worker] * 3
