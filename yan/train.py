@@ -43,7 +43,10 @@ folder appears only complete (written under a hidden name, then renamed), so a c
 save leaves the previous one in place; ``--resume`` picks the newest one whose checksums verify,
 setting newer damaged ones aside as ``checkpoints/damaged-step-N`` with a warning (two are kept
 by default, so there is one to fall back on). A run never starts again from step 0 over an
-existing metrics history unless ``--overwrite`` says so. See docs/reliability.md.
+existing metrics history unless ``--overwrite`` says so. ``SIGTERM`` / ``SIGUSR1`` stop a run
+at the next step boundary with a checkpoint and exit code 75 (:mod:`yan.preemption`); a resume
+may run on another number of processes with the same global batch (:mod:`yan.elastic`). See
+docs/reliability.md.
 
 This module holds the loop; beside it live the arguments (:mod:`yan.train_args`, the CLI flags
 derived from them in :mod:`yan.train_cli`), the config and task resolution
