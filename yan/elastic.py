@@ -108,7 +108,8 @@ def batch_layout(
     if batch_size != old.batch_size:
         raise ValueError(
             f"--resume: --batch-size {batch_size} differs from the checkpoint's global batch of "
-            f"{old.batch_size} sequences per optimiser step ({old.describe()}). The global batch "
+            f"{old.batch_size} sequences per optimiser step (batch_size in its trainer state: "
+            f"{old.describe()}). The global batch "
             "does not depend on the number of processes (each gets --batch-size / (processes x "
             f"--grad-accum) per micro-batch): pass --batch-size {old.batch_size} to continue "
             "this run, or start a new run in another --out; nothing was changed"

@@ -43,32 +43,50 @@ SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(si
 
 
 class PreemptionGuard:
-    """While active (``with``), ``SIGTERM`` / ``SIGUSR1`` set a flag instead of killing the
-    process; the previous handlers come back on exit. Outside the main thread (where Python
-    cannot install signal handlers) the guard does nothing and never reports a request."""
+    """While active (``with``, or :meth:`start` to :meth:`stop`), ``SIGTERM`` / ``SIGUSR1`` set
+    a flag instead of killing the process; the previous handlers come back on exit. Outside the
+    main thread (where Python cannot install signal handlers) the guard does nothing and never
+    reports a request.
+
+    :func:`yan.train.train` keeps it active from the start of a run to the release of its lock,
+    so a signal during the data preparation stops the run after its first step, and one during
+    the last save or the shutdown does not cut them short."""
 
     def __init__(self, env: DistEnv) -> None:
         self.env = env
         self.signal_name: str | None = None  # the first signal received, e.g. "SIGTERM"
         self._previous: dict[int, Any] = {}
         self._group: Any = None
+        self._active = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal_name is None:
             self.signal_name = signal.Signals(signum).name
 
-    def __enter__(self) -> PreemptionGuard:
-        if threading.current_thread() is threading.main_thread():
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def start(self) -> PreemptionGuard:
+        """Install the handlers (idempotent); returns ``self``."""
+        if not self._active and threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
-        if self.env.distributed and self.env.backend != "gloo":
-            self._group = dist.new_group(backend="gloo")  # every rank calls it, in step
+        self._active = True
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Give the previous handlers back (idempotent)."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        self._active = False
+
+    def __enter__(self) -> PreemptionGuard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def requested(self) -> bool:
         """Whether any rank has received a stop signal (a collective: every rank calls it at
@@ -76,6 +94,8 @@ class PreemptionGuard:
         local = self.signal_name is not None
         if not self.env.distributed:
             return local
+        if self._group is None and self.env.backend != "gloo":
+            self._group = dist.new_group(backend="gloo")  # at the first call, on every rank
         flag = torch.tensor([int(local)], dtype=torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
         if flag.item() and self.signal_name is None:

@@ -216,6 +216,7 @@ def train(args: TrainArgs) -> TrainResult:
     ``FileNotFoundError`` with a message naming the argument for every bad input."""
     check_args(args)
     env = init_distributed(args.device)
+    preemption = PreemptionGuard(env).start()  # SIGTERM / SIGUSR1: save at the next step
     locks: list[RunLock] = []
     try:
         if not env.is_main:
@@ -227,20 +228,27 @@ def train(args: TrainArgs) -> TrainResult:
             args = dataclasses.replace(args, grad_accum=setup.grad_accum)
         # data before the model: bad data fails before anything is written
         run_data = build_data(args, setup.tok, env, setup.micro, setup.max_len)
-        return Trainer(args, env, setup, run_data).run()
+        return Trainer(args, env, setup, run_data, preemption).run()
     finally:
         for lock in locks:
             lock.release()
         shutdown(env)
+        preemption.stop()
 
 
 class Trainer:
     """One stage's optimisation loop: model, DDP objective, AdamW + warm-up, RNG, data, logs."""
 
-    preemption: PreemptionGuard  # while run() runs: SIGTERM / SIGUSR1 stop it at a step boundary
-
-    def __init__(self, args: TrainArgs, env: DistEnv, setup: RunSetup, data: RunData) -> None:
+    def __init__(
+        self,
+        args: TrainArgs,
+        env: DistEnv,
+        setup: RunSetup,
+        data: RunData,
+        preemption: PreemptionGuard | None = None,
+    ) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
+        self.preemption = preemption or PreemptionGuard(env)
         self.stage = loss_stage(args.stage)
         if args.threads is not None:
             torch.set_num_threads(pick_threads(args.threads))
@@ -474,7 +482,9 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train to ``--max-steps``; on SIGTERM / SIGUSR1 save at the next step boundary and
         stop early (``TrainResult.preempted``, :mod:`yan.preemption`)."""
-        with PreemptionGuard(self.env) as self.preemption:
+        if self.preemption.active:
+            return self._run()
+        with self.preemption:
             return self._run()
 
     def _run(self) -> TrainResult:

@@ -174,8 +174,8 @@ def test_two_processes_stopped_by_a_signal_resume_on_one(tmp_path, monkeypatch, 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, log[-3000:]  # torchrun reports the early stop as a failure
-    # torchrun's summary: both ranks stopped with the preemption exit code
-    assert log.count(f"exitcode  : {PREEMPTED_EXIT_CODE}") == 2, log[-3000:]
+    # torchrun's summary names the first rank to exit (it then stops the other)
+    assert f"exitcode  : {PREEMPTED_EXIT_CODE}" in log, log[-3000:]
     assert "yan train: stopped by a signal to another rank at step 3" in proc.stdout
     # both ranks stopped together: one checkpoint of step 3, with both ranks' states
     assert [p.name for p in checkpoint_dirs(out)] == ["step-00000002", "step-00000003"]
