@@ -13,9 +13,11 @@
 #   DRY_RUN=1     print the commands instead of running them
 #
 # Stop signals: yan train saves a checkpoint and exits with code 75 on SIGTERM or SIGUSR1.
-# torchrun forwards the signals in TORCHELASTIC_SIGNALS_TO_HANDLE to its workers (SIGUSR1 is
-# added here, so that a SLURM `--signal=USR1@...` reaches them instead of killing torchrun) and
-# gives them TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds to save (torch's default 30; 120 here).
+# torchrun forwards SIGTERM to its workers and gives them TORCH_ELASTIC_SHUTDOWN_TIMEOUT
+# seconds to save (120 here; torch's default, and what torch versions without the variable
+# wait, is 30). Recent torch versions also forward the signals named in
+# TORCHELASTIC_SIGNALS_TO_HANDLE (SIGUSR1 is added here); older ones die of a SIGUSR1, so
+# scripts/slurm.sbatch passes SIGTERM on to the job.
 
 NPROC=${NPROC:-8}
 NNODES=${NNODES:-1}
@@ -45,11 +47,18 @@ if [ "$NNODES" -gt 1 ]; then
 fi
 export TORCHELASTIC_SIGNALS_TO_HANDLE=${TORCHELASTIC_SIGNALS_TO_HANDLE:-SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1}
 export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-120}
-# this shell outlives a SIGUSR1 sent to every process of a job (torchrun and the training
-# processes handle it); a trap, unlike an ignored signal, is not inherited by them
-trap 'echo "$(basename "$0"): got SIGUSR1: the training processes save and stop" >&2' USR1
+# This shell outlives a stop signal sent to every process of a job (torchrun and the training
+# processes handle it: a trap, unlike an ignored signal, is not inherited by them), and starts
+# no further stage after one.
+STOP_SIGNAL=
+trap 'STOP_SIGNAL=SIGTERM' TERM
+trap 'STOP_SIGNAL=SIGUSR1' USR1
 
 launch() {
+  if [ -n "$STOP_SIGNAL" ]; then
+    echo "$(basename "$0"): stopped by $STOP_SIGNAL; run it again to resume" >&2
+    exit 75
+  fi
   local cmd=("$PYTHON" -m torch.distributed.run --nproc-per-node="$NPROC")
   if [ "$NNODES" -gt 1 ]; then
     cmd+=(--nnodes="$NNODES" --node-rank="$NODE_RANK" --rdzv-backend=c10d

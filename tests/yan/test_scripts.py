@@ -144,15 +144,15 @@ def test_slurm_sbatch_runs_the_launcher_on_every_node(tmp_path):
 
 
 def test_slurm_sbatch_saves_and_requeues_before_the_time_limit(tmp_path):
-    """SLURM's SIGUSR1 to the batch shell (--signal=B:USR1@300) is passed to the job step
-    (scancel --signal=USR1), the step's exit status is kept, and the job is requeued."""
+    """SLURM's SIGUSR1 to the batch shell (--signal=B:USR1@300) goes on to the job step as
+    SIGTERM (scancel --signal=TERM), the step's exit status is kept, and the job is requeued."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
     fakes = {
-        # the job step: runs until it gets SIGUSR1, then stops as yan train does (code 75)
-        "srun": f"trap 'echo srun got USR1 >> {log}; exit 75' USR1\n"
+        # the job step: runs until it gets SIGTERM, then stops as yan train does (code 75)
+        "srun": f"trap 'echo srun got TERM >> {log}; exit 75' TERM\n"
         f"echo $$ > {tmp_path}/srun.pid\nfor i in $(seq 600); do sleep 0.1; done\n",
-        "scancel": f'echo "scancel $*" >> {log}\nkill -USR1 "$(cat {tmp_path}/srun.pid)"\n',
+        "scancel": f'echo "scancel $*" >> {log}\nkill -TERM "$(cat {tmp_path}/srun.pid)"\n',
         "scontrol": f'echo "scontrol $*" >> {log}\n'
         "if [ \"$1 $2\" = 'show hostnames' ]; then echo gpu-a; fi\n",
     }
@@ -179,8 +179,38 @@ def test_slurm_sbatch_saves_and_requeues_before_the_time_limit(tmp_path):
             job.wait()
     assert job.returncode == 75, err
     assert log.read_text().splitlines()[1:] == [
-        "scancel --signal=USR1 77",
-        "srun got USR1",
+        "scancel --signal=TERM 77",
+        "srun got TERM",
         "scontrol requeue 77",
     ]
     assert "requeueing job 77; it resumes from the newest checkpoint" in err
+
+
+def test_a_stop_signal_starts_no_further_stage(tmp_path):
+    """SIGTERM to every process of the job while stage 1 runs: the script outlives it, waits
+    for torchrun (here a stand-in that stops cleanly) and exits 75 instead of starting stage 2."""
+    calls, pid = tmp_path / "calls.log", tmp_path / "torchrun.pid"
+    fake = tmp_path / "python"
+    fake.write_text(
+        f'#!/usr/bin/env bash\necho "$*" >> {calls}\ntrap "exit 0" TERM\necho $$ > {pid}\n'
+        "for i in $(seq 600); do sleep 0.1; done\n"
+    )
+    fake.chmod(0o755)
+    job = subprocess.Popen(
+        ["bash", str(SCRIPTS / "pretrain.sh")], env=_env(tmp_path, PYTHON=str(fake)),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not pid.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(int(pid.read_text()), signal.SIGTERM)
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 75, err
+    assert "pretrain.sh: stopped by SIGTERM; run it again to resume" in err
+    assert len(calls.read_text().splitlines()) == 1  # stage 1 only
