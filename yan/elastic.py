@@ -165,10 +165,17 @@ def global_data_state(states: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] 
 
 def restore_data(source: BatchSource, states: Sequence[Mapping[str, Any]], env: DistEnv) -> None:
     """Continue ``source`` from the saved ranks' data positions (see the module docstring)."""
-    if len(states) == env.world_size:
-        source.load_state_dict(dict(states[env.rank]))
-        return
     old = len(states)
+    if old == env.world_size:
+        try:
+            source.load_state_dict(dict(states[env.rank]))
+        except (ValueError, KeyError) as err:
+            raise ValueError(
+                f"--resume: the checkpoint's data position does not fit this run's data ({err}); "
+                "a position that counts micro-batches needs the checkpoint's --grad-accum; "
+                "nothing was changed"
+            ) from None
+        return
     hint = (
         f"resume on {old} process{'es' if old > 1 else ''} (torchrun --nproc_per_node x "
         f"--nnodes = {old}), or start a new run"

@@ -108,6 +108,8 @@ def test_the_data_position_moves_only_when_it_is_global():
         restore_data(source, [{"r": 0}, {"r": 1}], one)
     with pytest.raises(ValueError, match="does not fit this run's data .*saved batch_size=2"):
         restore_data(source, [{"bad": 1}, {"bad": 1}], one)
+    with pytest.raises(ValueError, match="does not fit.*needs the checkpoint's --grad-accum"):
+        restore_data(source, [{"bad": 1}], one)  # same world, another micro-batch
 
     class Resharding(Source):
         def load_resharded_state(self, states: list[dict]) -> None:
