@@ -6,6 +6,7 @@
 #   scripts/pretrain.sh                                   # paper-trf on 8 GPUs
 #   PRESET=paper-mamba scripts/pretrain.sh
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 scripts/pretrain.sh   # on node 0; NODE_RANK=1 on node 1
+#   sbatch scripts/slurm.sbatch                           # SLURM: 4 nodes x 8 GPUs, requeued
 #   NPROC=1 scripts/pretrain.sh --preset tiny --max-steps 2 --data wiki-mini   # CPU smoke run
 #
 # Extra arguments go to both stages' `yan train` and override the defaults below (the last

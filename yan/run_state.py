@@ -70,6 +70,8 @@ RUN_OUTPUTS = (
     "tensorboard",  # yan.tracking.TENSORBOARD_DIR, the --report-to tensorboard event files
 )
 
+# What a --resume must share with its checkpoint. Not the number of processes nor --grad-accum:
+# only the global batch they split matters (yan.elastic.batch_layout checks it first).
 RESUME_KEYS = (
     "stage",
     "task",
@@ -79,8 +81,6 @@ RESUME_KEYS = (
     "stream",
     "seed",
     "batch_size",
-    "grad_accum",
-    "world_size",
     "max_len",
     "lr",
     "warmup",

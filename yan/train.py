@@ -47,7 +47,10 @@ folder appears only complete (written under a hidden name, then renamed), so a c
 save leaves the previous one in place; ``--resume`` picks the newest one whose checksums verify,
 setting newer damaged ones aside as ``checkpoints/damaged-step-N`` with a warning (two are kept
 by default, so there is one to fall back on). A run never starts again from step 0 over an
-existing metrics history unless ``--overwrite`` says so. See docs/reliability.md.
+existing metrics history unless ``--overwrite`` says so. ``SIGTERM`` / ``SIGUSR1`` stop a run
+at the next step boundary with a checkpoint and exit code 75 (:mod:`yan.preemption`); a resume
+may run on another number of processes with the same global batch (:mod:`yan.elastic`). See
+docs/reliability.md.
 
 This module holds the loop; beside it live the arguments (:mod:`yan.train_args`, the CLI flags
 derived from them in :mod:`yan.train_cli`), what is trained (:mod:`yan.train_objectives`: YAN's
@@ -95,9 +98,11 @@ from yan.distributed import (
     main_only,
     shutdown,
 )
+from yan.elastic import restore_rank_state
 from yan.ema import start_ema
 from yan.logs import configure_logging, ensure_logging
 from yan.optim import build_optimizer, warmup_constant
+from yan.preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
 from yan.resolve import (
     ALIGNED_TASKS,
     TRAINING_FIELDS,
@@ -120,7 +125,6 @@ from yan.run_state import (
     rng_state,
     save_checkpoint,
     set_aside,
-    set_rng_state,
 )
 from yan.threads import apply_threads, pick_threads
 from yan.tracking import TrackedLog, parse_report_to
@@ -151,6 +155,7 @@ class TrainResult:
     train: dict[str, Any]
     val: dict[str, Any]
     elapsed: float
+    preempted: str | None = None  # the signal that stopped the run early (yan.preemption)
 
 
 # ---- the objective under DDP (yan.train_objectives) ---------------------------------------------
@@ -179,6 +184,7 @@ def train(args: TrainArgs) -> TrainResult:
     check_args(args)
     ensure_logging(args.log_level)
     env = init_distributed(args.device)
+    preemption = PreemptionGuard(env).start()  # SIGTERM / SIGUSR1: save at the next step
     locks: list[RunLock] = []
     try:
         if not env.is_main:
@@ -186,13 +192,16 @@ def train(args: TrainArgs) -> TrainResult:
         # one run per folder, for the whole run: rank 0 holds the lock, every rank gets its error
         main_only(lambda: locks.append(RunLock.acquire(args.out)), env)
         setup = setup_run(args, env)
+        if setup.grad_accum != args.grad_accum:  # a resume on another number of processes
+            args = dataclasses.replace(args, grad_accum=setup.grad_accum)
         # data before the model: bad data fails before anything is written
         run_data = build_data(args, setup.tok, env, setup.micro, setup.max_len)
-        return Trainer(args, env, setup, run_data).run()
+        return Trainer(args, env, setup, run_data, preemption).run()
     finally:
         for lock in locks:
             lock.release()
         shutdown(env)
+        preemption.stop()
 
 
 class Trainer:
@@ -202,8 +211,16 @@ class Trainer:
     stage objective, or a baseline's own loss (``--model``).
     """
 
-    def __init__(self, args: TrainArgs, env: DistEnv, setup: RunSetup, data: RunData) -> None:
+    def __init__(
+        self,
+        args: TrainArgs,
+        env: DistEnv,
+        setup: RunSetup,
+        data: RunData,
+        preemption: PreemptionGuard | None = None,
+    ) -> None:
         self.args, self.env, self.setup, self.data = args, env, setup, data
+        self.preemption = preemption or PreemptionGuard(env)
         self.stage = loss_stage(args.stage)
         if args.threads is not None:
             torch.set_num_threads(pick_threads(args.threads))
@@ -263,9 +280,8 @@ class Trainer:
             ) from None
         self.optimizer.load_state_dict(state)
         self.scheduler.load_state_dict(saved["scheduler"])
-        mine = saved["ranks"][self.env.rank]
-        set_rng_state(mine["rng"], self.generator, self.env.device)
-        self.data.train.load_state_dict(mine["data"])
+        # this rank's RNG and data position; on another number of processes: yan.elastic
+        restore_rank_state(saved, self.env, self.generator, self.data.train, self.args.seed)
         self.step, self.elapsed = int(saved["step"]), float(saved["elapsed"])
         self.tokens, self.last_saved = int(saved["tokens"]), self.step
         if self.args.threads is None and saved.get("threads"):
@@ -418,6 +434,14 @@ class Trainer:
         barrier(self.env)
 
     def run(self) -> TrainResult:
+        """Train to ``--max-steps``; on SIGTERM / SIGUSR1 save at the next step boundary and
+        stop early (``TrainResult.preempted``, :mod:`yan.preemption`)."""
+        if self.preemption.active:
+            return self._run()
+        with self.preemption:
+            return self._run()
+
+    def _run(self) -> TrainResult:
         args = self.args
         self._start_files()
         self._banner()
@@ -433,6 +457,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         interval_tokens, interval_start = 0, time.perf_counter()
+        preempted = None
         try:
             while self.step < args.max_steps:
                 t0 = time.perf_counter()
@@ -473,12 +498,19 @@ class Trainer:
                     last_val = self.validate()
                 if args.save_every and self.step % args.save_every == 0:
                     self.save()
+                # a stop signal (all ranks agree) ends the run at this step boundary; at the
+                # last step the run simply ends, with its final validation
+                if self.step < args.max_steps and self.preemption.requested():
+                    preempted = self.preemption.signal_name
+                    break
         finally:
             bar.close()
         if self.step != self.last_saved:
             self.save()
-        if self.step > start:  # a rerun of a finished run changes nothing and logs nothing
+        if self.step > start and preempted is None:  # a rerun of a finished run logs nothing
             last_val = self.validate()
+        if preempted is not None:
+            self._report_preemption(preempted)
         if self.env.is_main and last_val:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in last_val.items() if k.startswith("val_"))
             logger.info(f"yan train: step {self.step}: {shown}")
@@ -488,7 +520,15 @@ class Trainer:
             record.update(self.dump)
             (args.debug_rank_dump / f"rank{self.env.rank}.json").write_text(json.dumps(record))
         self.log.close()
-        return TrainResult(args.out, self.step, last_train, last_val, self.elapsed)
+        return TrainResult(args.out, self.step, last_train, last_val, self.elapsed, preempted)
+
+    def _report_preemption(self, signal_name: str) -> None:
+        if self.env.is_main:
+            logger.info(
+                f"yan train: stopped by {signal_name} at step {self.step}; checkpoint saved in "
+                f"{self.args.out / 'checkpoints'}. Run the same command with --resume to "
+                f"continue (exit code {PREEMPTED_EXIT_CODE})"
+            )
 
 
 # ---- command line (flags: yan.train_cli) --------------------------------------------------------
@@ -501,13 +541,16 @@ def main(argv: list[str] | None = None) -> TrainResult:
         args = args_from_cli(ns)
         configure_logging(args.log_level)
         apply_threads(args.threads)
-        return train(args)
+        result = train(args)
     except MissingArguments as err:  # as argparse reports a missing required flag
         parser.error(str(err))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         exit_with_error(parser.prog, err)
     finally:  # a caller in the same process (a test, a notebook) keeps its own setting
         torch.set_num_threads(before)
+    if result.preempted is not None:  # saved and stopped early: a scheduler can requeue it
+        sys.exit(PREEMPTED_EXIT_CODE)
+    return result
 
 
 # the public names of this module: those at home elsewhere stay importable from here, where

@@ -20,6 +20,7 @@ from yan.checkpoint import CONFIG_NAME
 from yan.config import YANConfig
 from yan.data.training import fresh_tokenizer, streamed_sources
 from yan.distributed import DistEnv, main_only
+from yan.elastic import BatchLayout, batch_layout
 from yan.optim import FINETUNE_LR, PRETRAIN_LR
 from yan.resolve import task_of
 from yan.run_state import (
@@ -39,11 +40,20 @@ from yan.train_objectives import check_model_args, load_model_config, resolve_mo
 
 
 def run_settings(
-    args: TrainArgs, env: DistEnv, max_len: int, lr: float, tokenizer_fingerprint: str
+    args: TrainArgs,
+    env: DistEnv,
+    max_len: int,
+    lr: float,
+    tokenizer_fingerprint: str,
+    layout: BatchLayout | None = None,
 ) -> dict[str, Any]:
     """The settings recorded in every checkpoint (``run`` in ``trainer_state.json``); a
     ``--resume`` must agree with its checkpoint on those in :data:`yan.run_state.RESUME_KEYS`
-    to continue the same loss curve."""
+    to continue the same loss curve. ``world_size`` and ``grad_accum`` are the layout this
+    invocation trains with (a resume may change them, :func:`yan.elastic.batch_layout`);
+    ``grad_accum_requested`` is the ``--grad-accum`` it was given."""
+    if layout is None:
+        layout = BatchLayout(env.world_size, args.grad_accum, 0)
     data = args.data
     if Path(data).expanduser().exists():
         data = str(Path(data).expanduser().resolve())
@@ -57,8 +67,9 @@ def run_settings(
         "stream": streamed_sources(args) is not None,
         "seed": args.seed,
         "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "world_size": env.world_size,
+        "grad_accum": layout.grad_accum,
+        "grad_accum_requested": args.grad_accum,
+        "world_size": layout.world_size,
         "max_len": max_len,
         "lr": lr,
         "warmup": args.warmup,
@@ -177,6 +188,7 @@ class RunSetup:
     resume_from: Path | None
     saved: dict[str, Any] | None
     plan: OutPlan = field(default_factory=OutPlan)
+    grad_accum: int = 1  # micro-batches per step and rank: --grad-accum, or a resume's layout
 
 
 def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
@@ -193,18 +205,15 @@ def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
     plan = main_only(lambda: plan_out(args), env)
     resume_from = plan.resume_from
     init_config = load_model_config(args.init, args.model) if args.init is not None else None
-    per_step = env.world_size * args.grad_accum
-    if args.batch_size % per_step:
-        raise ValueError(
-            f"--batch-size {args.batch_size} (global) must be divisible by processes x "
-            f"--grad-accum = {env.world_size} x {args.grad_accum}"
-        )
+    saved = read_state(resume_from) if resume_from is not None else None
+    # the global batch is kept on a resume; its split over processes may change (yan.elastic)
+    layout, layout_note = batch_layout(
+        args.batch_size, env.world_size, args.grad_accum, saved["run"] if saved else None
+    )
     if init_config is None and resume_from is None:
         # validate --preset/--set/--max-len before a tokenizer is trained and written
         check_model_args(args)
-    saved = None
     if resume_from is not None:
-        saved = read_state(resume_from)
         tok = YanTokenizer.load(resume_from)
     elif args.init is not None:
         if not (args.init / META_FILE).is_file():
@@ -221,7 +230,7 @@ def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
     lr = args.lr if args.lr is not None else PRETRAIN_LR
     if args.lr is None and args.stage == "finetune":
         lr = FINETUNE_LR
-    run = run_settings(args, env, max_len, lr, tok.fingerprint)
+    run = run_settings(args, env, max_len, lr, tok.fingerprint, layout)
     if saved is not None:
         assert resume_from is not None
         saved_config = load_model_config(resume_from, args.model)
@@ -233,8 +242,11 @@ def setup_run(args: TrainArgs, env: DistEnv) -> RunSetup:
             "autoencoder; pass --init DIR with a stage-1 output",
             stacklevel=3,
         )
-    micro = args.batch_size // per_step
-    return RunSetup(tok, config, max_len, lr, micro, run, resume_from, saved, plan)
+    if layout_note is not None and env.is_main:
+        warnings.warn(layout_note, stacklevel=3)
+    return RunSetup(
+        tok, config, max_len, lr, layout.micro, run, resume_from, saved, plan, layout.grad_accum
+    )
 
 
 __all__ = ["OutPlan", "RunSetup", "plan_out", "run_settings", "setup_run", "stage1_over_flow"]

@@ -6,7 +6,7 @@ see it hold.
 Faults: a process killed (SIGKILL) between writing a checkpoint and renaming it into place; a
 damaged newest checkpoint (zeros written into one of its files); a ``metrics.jsonl`` whose last
 line was cut short; two processes training into one folder; a full disk (a write that raises
-``OSError(ENOSPC)``) at three points of a save.
+``OSError(ENOSPC)``) at three points of a save; a scheduler's SIGTERM (preemption).
 """
 
 from __future__ import annotations
@@ -286,3 +286,42 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(
     res = train(corpus, out, 6, "--resume")
     assert res.step == 6 and train_steps(out) == [1, 2, 3, 4, 5, 6]
     assert same_weights(out, straight)
+
+
+# ---- preemption: SIGTERM from outside -------------------------------------------------------
+def test_sigterm_saves_a_checkpoint_exits_75_and_the_resume_is_exact(corpus, tmp_path, straight):
+    """A scheduler's SIGTERM (sent once the first checkpoint exists) ends the run at the next
+    step boundary with a checkpoint of that step and exit code 75; ``--resume`` then finishes
+    with the weights and losses of an uninterrupted run."""
+    out = tmp_path / "run"
+    proc = spawn(RUN, argv(corpus, out, 6))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "checkpoints" / "step-00000002").is_dir():
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 75, stderr[-2000:]
+    stopped = checkpoint_dirs(out)[-1]
+    step = int(stopped.name.split("-")[1])
+    assert 2 <= step < 6 and checkpoint_problem(stopped) is None
+    assert f"stopped by SIGTERM at step {step}" in stdout and "--resume" in stdout
+    assert train_steps(out) == list(range(1, step + 1))
+    assert not [r for r in read_metrics(out) if r["kind"] == "val"]  # no final validation
+    assert not (out / LOCK_FILE).exists()  # a clean exit released the lock
+    assert same_weights(out, stopped)  # the export is the stopped step's
+    res = train(corpus, out, 6, "--resume")
+    assert res.step == 6 and train_steps(out) == [1, 2, 3, 4, 5, 6]
+    assert same_weights(out, straight)
+
+    def losses(folder: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in read_metrics(folder) if r["kind"] == "train"]
+
+    assert losses(out) == losses(straight)

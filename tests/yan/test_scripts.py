@@ -1,11 +1,15 @@
 """The GPU launch scripts run unchanged on CPU with ``--preset tiny --max-steps 2`` (NPROC=1),
-and build the multi-node torchrun command from NNODES / NODE_RANK / MASTER_ADDR."""
+build the multi-node torchrun command from NNODES / NODE_RANK / MASTER_ADDR (refusing a
+multi-node run without MASTER_ADDR), and scripts/slurm.sbatch runs them on every node of a
+(made-up) SLURM allocation: fake ``srun`` / ``scontrol`` / ``scancel`` on the PATH."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +133,133 @@ def test_gpu_smoke_cpu_dry_run_trains_benches_and_summarises(tmp_path):
         YAN.from_pretrained(out / "eager" / stage)
     assert "peak memory n/a (no GPU)" in summary
     assert "latency L=16 batch 1 float32: YAN-TRF T=3" in summary and "speed-up" in summary
+
+
+def test_multi_node_without_master_addr_is_refused(tmp_path):
+    """Without MASTER_ADDR every node would wait for a rendezvous on its own 127.0.0.1."""
+    env = _env(tmp_path, NNODES="2", NODE_RANK="1", DRY_RUN="1")
+    env.pop("MASTER_ADDR", None)
+    for script, args in (("pretrain.sh", []), ("finetune.sh", ["squad"])):
+        proc = _run(script, args, env)
+        assert proc.returncode == 2, proc.stderr
+        assert f"{script}: NNODES=2 needs MASTER_ADDR, the host name or address of node 0" in (
+            proc.stderr
+        )
+        assert "+ " not in proc.stderr  # nothing was launched
+    proc = _run("pretrain.sh", [], {**env, "MASTER_ADDR": "node0", "NODE_RANK": "2"})
+    assert proc.returncode == 2 and "NODE_RANK=2 must be below NNODES=2" in proc.stderr
+    proc = _run("pretrain.sh", [], {**env, "NNODES": "two"})
+    assert proc.returncode == 2 and "NNODES=two is not a whole number" in proc.stderr
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun on a made-up allocation: the command once per node, as SLURM would start it there
+while [[ $1 == --* ]]; do shift; done
+for ((node = 0; node < SLURM_JOB_NUM_NODES; node++)); do
+  SLURM_NODEID=$node SLURM_PROCID=$node "$@" || exit $?
+done
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+[ "$1 $2" = "show hostnames" ] && printf 'gpu-a\\ngpu-b\\n'
+"""
+
+
+def test_slurm_sbatch_runs_the_launcher_on_every_node(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = _env(
+        tmp_path, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_JOB_ID="4242",
+        SLURM_JOB_NUM_NODES="2", SLURM_JOB_NODELIST="gpu-[a-b]", SLURM_GPUS_ON_NODE="8",
+        DRY_RUN="1", OUT="runs/x",
+    )  # fmt: skip
+    for name in ("MASTER_ADDR", "NPROC", "NODE_RANK", "MAX_RESTARTS"):
+        env.pop(name, None)
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / "slurm.sbatch"), "--max-steps", "7"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    commands = [line for line in proc.stderr.splitlines() if line.startswith("+ ")]
+    assert len(commands) == 4  # 2 nodes x (stage 1, stage 2)
+    for rank in (0, 1):
+        assert sum(f"--nnodes=2 --node-rank={rank} " in cmd for cmd in commands) == 2
+    for cmd in commands:
+        assert "--nproc-per-node=8" in cmd and "--rdzv-endpoint=gpu-a:29500" in cmd
+        assert "--rdzv-id=yan-4242 --max-restarts=3 -m yan.train" in cmd
+        assert cmd.endswith("--max-steps 7")  # the job's arguments reach yan train
+
+
+def test_slurm_sbatch_saves_and_requeues_before_the_time_limit(tmp_path):
+    """SLURM's SIGUSR1 to the batch shell (--signal=B:USR1@300) goes on to the job step as
+    SIGTERM (scancel --signal=TERM), the step's exit status is kept, and the job is requeued."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    fakes = {
+        # the job step: runs until it gets SIGTERM, then stops as yan train does (code 75)
+        "srun": f"trap 'echo srun got TERM >> {log}; exit 75' TERM\n"
+        f"echo $$ > {tmp_path}/srun.pid\nfor i in $(seq 600); do sleep 0.1; done\n",
+        "scancel": f'echo "scancel $*" >> {log}\nkill -TERM "$(cat {tmp_path}/srun.pid)"\n',
+        "scontrol": f'echo "scontrol $*" >> {log}\n'
+        "if [ \"$1 $2\" = 'show hostnames' ]; then echo gpu-a; fi\n",
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    env = _env(
+        tmp_path, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_JOB_ID="77",
+        SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="gpu-a",
+    )  # fmt: skip
+    job = subprocess.Popen(
+        ["bash", str(SCRIPTS / "slurm.sbatch")], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "srun.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the step runs: the trap is set
+        job.send_signal(signal.SIGUSR1)
+        _, err = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 75, err
+    assert log.read_text().splitlines()[1:] == [
+        "scancel --signal=TERM 77",
+        "srun got TERM",
+        "scontrol requeue 77",
+    ]
+    assert "requeueing job 77; it resumes from the newest checkpoint" in err
+
+
+def test_a_stop_signal_starts_no_further_stage(tmp_path):
+    """SIGTERM to every process of the job while stage 1 runs: the script outlives it, waits
+    for torchrun (here a stand-in that stops cleanly) and exits 75 instead of starting stage 2."""
+    calls, pid = tmp_path / "calls.log", tmp_path / "torchrun.pid"
+    fake = tmp_path / "python"
+    fake.write_text(
+        f'#!/usr/bin/env bash\necho "$*" >> {calls}\ntrap "exit 0" TERM\necho $$ > {pid}\n'
+        "for i in $(seq 600); do sleep 0.1; done\n"
+    )
+    fake.chmod(0o755)
+    job = subprocess.Popen(
+        ["bash", str(SCRIPTS / "pretrain.sh")], env=_env(tmp_path, PYTHON=str(fake)),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not pid.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(int(pid.read_text()), signal.SIGTERM)
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 75, err
+    assert "pretrain.sh: stopped by SIGTERM; run it again to resume" in err
+    assert len(calls.read_text().splitlines()) == 1  # stage 1 only
