@@ -62,6 +62,7 @@ data of a run (:mod:`yan.data.training`) and the validation pass (:mod:`yan.eval
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
