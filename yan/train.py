@@ -81,7 +81,14 @@ from yan.batch import Seq2SeqBatch
 from yan.checkpoint import CONFIG_NAME
 from yan.cli import exit_with_error
 from yan.config import YANConfig, parse_override
-from yan.data.training import RunData, build_data, mask_batch, save_tokenizer_atomic
+from yan.data.training import (
+    RunData,
+    build_data,
+    global_position,
+    mask_batch,
+    restore_position,
+    save_tokenizer_atomic,
+)
 from yan.distributed import (
     DistEnv,
     all_gather_objects,
@@ -303,7 +310,7 @@ class Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         mine = saved["ranks"][self.env.rank]
         set_rng_state(mine["rng"], self.generator, self.env.device)
-        self.data.train.load_state_dict(mine["data"])
+        restore_position(self.data.train, saved, self.env)
         self.step, self.elapsed = int(saved["step"]), float(saved["elapsed"])
         self.tokens, self.last_saved = int(saved["tokens"]), self.step
         if self.args.threads is None and saved.get("threads"):
@@ -441,6 +448,9 @@ class Trainer:
         mine = {"rng": rng_state(self.generator, self.env.device)}
         mine["data"] = self.data.train.state_dict()
         ranks = all_gather_objects(mine, self.env)
+        data = global_position(self.data.train, [r["data"] for r in ranks])
+        if data is not None:  # one position for all ranks: resumable on any number of them
+            ranks = [{k: v for k, v in r.items() if k != "data"} for r in ranks]
         if self.env.is_main:
             state = {
                 "format": STATE_FORMAT,
@@ -452,6 +462,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "ranks": ranks,
             }
+            if data is not None:
+                state["data"] = data
             save_checkpoint(
                 self.args.out,
                 self.step,
