@@ -58,7 +58,6 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import math
 import pickle
 import random
 import sys
@@ -92,7 +91,6 @@ from yan.data.training import (
 from yan.distributed import (
     DistEnv,
     all_gather_objects,
-    all_reduce_sum,
     barrier,
     broadcast_object,
     init_distributed,
@@ -129,6 +127,7 @@ from yan.run_state import (
 from yan.threads import apply_threads, pick_threads
 from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
+from yan.train_metrics import StepMetrics
 from yan.train_setup import RunSetup, setup_run
 
 # expert_assignment = "cluster": k-means runs on the target latents of this many first
@@ -278,6 +277,7 @@ class Trainer:
         )
         self.log = MetricsLog(args.out / METRICS_FILE, env.is_main)
         self.dump: dict[str, list[Any]] = {"local_loss": [], "data_sum": []}
+        self.metrics = StepMetrics(env, first_step=self.step + 1)
 
     def _fit_centres(self) -> None:
         """``expert_assignment = "cluster"``: k-means of the target latents of the first
@@ -372,9 +372,10 @@ class Trainer:
             return None
         return int(np.random.default_rng([self.args.seed, self.step]).choice(choices))
 
-    def train_step(self, batches: Iterator[Seq2SeqBatch]) -> tuple[dict[str, float], int]:
-        """One optimiser step over ``--grad-accum`` micro-batches; the loss parts averaged over
-        micro-batches and ranks, and the tokens processed by all ranks."""
+    def train_step(self, batches: Iterator[Seq2SeqBatch]) -> None:
+        """One optimiser step over ``--grad-accum`` micro-batches. Its loss parts (averaged over
+        micro-batches) stay on the device in :attr:`metrics` until a log step reads them out;
+        the tokens are counted on the host batches, so the step never waits for the device."""
         args, env = self.args, self.env
         self.optimizer.zero_grad(set_to_none=True)
         total: torch.Tensor | None = None
@@ -385,11 +386,13 @@ class Trainer:
             batch = next(batches, None)
             if batch is None:
                 raise ValueError("the training data ran out (an empty or finite stream)")
+            # stage 1 encodes only the target; stage 2 encodes source and target. Counted on
+            # the host batch with numpy, which raises rather than wait for a device tensor.
+            tokens += int(batch.tgt_mask.numpy().sum())
+            tokens += int(batch.src_mask.numpy().sum()) if self.stage == 2 else 0
+            if args.debug_rank_dump is not None:
+                data_sum += int(batch.tgt[batch.tgt_mask].sum())
             batch = batch.to(env.device)
-            # stage 1 encodes only the target; stage 2 encodes source and target
-            tokens += int(batch.tgt_mask.sum())
-            tokens += int(batch.src_mask.sum()) if self.stage == 2 else 0
-            data_sum += int(batch.tgt[batch.tgt_mask].sum())
             last = micro == args.grad_accum - 1
             # gradients are all-reduced once per step, on the last micro-batch
             sync = nullcontext() if last or not env.distributed else self.objective.no_sync()
@@ -407,19 +410,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         local = total / args.grad_accum
-        reduced = torch.cat([local, local.new_tensor([float(tokens)])])
-        all_reduce_sum(reduced, env)
-        means = dict(zip(names, (reduced[:-1] / env.world_size).tolist()))
-        means["grad_norm"] = float(grad_norm)
-        if not math.isfinite(means["loss"]):
-            raise FloatingPointError(
-                f"non-finite loss {means['loss']} at step {self.step + 1}; lower --lr or check "
-                "the data"
-            )
+        self.metrics.add(names, local, grad_norm, tokens)
         if args.debug_rank_dump is not None:
             self.dump["local_loss"].append(float(local[0]))
             self.dump["data_sum"].append(data_sum)
-        return means, int(reduced[-1].item())
 
     def validate(self) -> dict[str, Any]:
         """Validation metrics at the current step (:func:`yan.eval.validate.validate`), logged
@@ -445,6 +439,7 @@ class Trainer:
         """A resumable checkpoint of the current step; every rank contributes its RNG and data
         position, rank 0 writes."""
         self.last_saved = self.step
+        self.tokens += self.metrics.flush(self.step)  # the token count the checkpoint records
         mine = {"rng": rng_state(self.generator, self.env.device)}
         mine["data"] = self.data.train.state_dict()
         ranks = all_gather_objects(mine, self.env)
@@ -490,22 +485,22 @@ class Trainer:
             disable=not (self.env.is_main and args.progress),
             dynamic_ncols=True,
         )
-        interval_tokens, interval_start = 0, time.perf_counter()
+        interval_start = time.perf_counter()
         try:
             while self.step < args.max_steps:
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
-                means, tokens = self.train_step(batches)
+                self.train_step(batches)
                 self.step += 1
-                self.tokens += tokens
-                interval_tokens += tokens
                 self.elapsed += time.perf_counter() - t0
                 if args.log_every and (
                     self.step % args.log_every == 0 or self.step == args.max_steps
                 ):
+                    means, tokens = self.metrics.reduce(self.step)  # the one read-out
+                    self.tokens += tokens
                     now = time.perf_counter()
-                    tps = interval_tokens / max(now - interval_start, 1e-9)
-                    interval_tokens, interval_start = 0, now
+                    tps = self.metrics.interval_tokens / max(now - interval_start, 1e-9)
+                    self.metrics.interval_tokens, interval_start = 0, now
                     last_train = {"kind": "train", "step": self.step, "stage": args.stage}
                     last_train.update(means, lr=lr, tokens_per_s=tps, tokens=self.tokens)
                     last_train["elapsed"] = self.elapsed

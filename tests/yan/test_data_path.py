@@ -5,16 +5,22 @@ int32 cache, and a training step without host syncs between log steps."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from yan import train as yan_train
+from yan import train_metrics
 from yan.data import PretrainStream
 from yan.data.stream import check_weights, parse_weights
 from yan.data.stream_position import BlockPlan, merge_positions
+from yan.run_state import read_metrics
 from yan.tokenizer import get_tokenizer
 
 
@@ -164,3 +170,61 @@ def test_data_weights_errors():
         check_weights([1.0, float("nan")], ["a", "b"])
     with pytest.raises(ValueError, match="comma-separated numbers"):
         parse_weights("0.75;0.25")
+
+
+# ---- the training loop reads metrics only at log steps ---------------------------------------
+READS = ("item", "tolist", "__float__", "__int__", "__bool__")
+
+
+def tiny_run(out: Path, corpus: Path, log_every: int) -> list[dict]:
+    yan_train.main(
+        [
+            "--preset", "tiny", "--data", str(corpus), "--stage", "1", "--max-steps", "6",
+            "--batch-size", "4", "--warmup", "2", "--log-every", str(log_every),
+            "--eval-every", "0", "--eval-batches", "1", "--save-every", "0", "--no-progress",
+            "--out", str(out), "--device", "cpu", "--threads", "1",
+        ]
+    )  # fmt: skip
+    return [r for r in read_metrics(out) if r["kind"] == "train"]
+
+
+def test_training_steps_read_no_tensor_between_log_steps(tmp_path, monkeypatch):
+    monkeypatch.setenv("YAN_DATA_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    words = "river mountain city music science history water light garden".split()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(
+        "".join(f"Line {i}: " + " ".join(rng.choice(words, 8)) + ".\n" for i in range(60))
+    )
+    every_step = tiny_run(tmp_path / "a", corpus, log_every=1)
+    reads: list[str] = []
+    in_step = [False]
+    here = {Path(yan_train.__file__).resolve(), Path(train_metrics.__file__).resolve()}
+    for name in READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **kw):
+            caller = Path(sys._getframe(1).f_code.co_filename).resolve()
+            if in_step[0] and caller in here:
+                reads.append(f"{_name} at {caller.name}:{sys._getframe(1).f_lineno}")
+            return _original(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    step = yan_train.Trainer.train_step
+
+    def watched(self, batches):
+        in_step[0] = True
+        try:
+            return step(self, batches)
+        finally:
+            in_step[0] = False
+
+    monkeypatch.setattr(yan_train.Trainer, "train_step", watched)
+    sparse = tiny_run(tmp_path / "b", corpus, log_every=3)
+    assert reads == []  # no tensor read (no device sync) inside a training step
+    # the values logged at the log steps are those of the run that read them every step
+    assert [r["step"] for r in sparse] == [3, 6]
+    for row in sparse:
+        same = every_step[row["step"] - 1]
+        for key in ("loss", "ce", "mmd", "scale", "grad_norm", "tokens", "lr"):
+            assert row[key] == pytest.approx(same[key], rel=1e-6), key
