@@ -30,7 +30,7 @@ Output folder ``--out DIR``::
     DIR/checkpoints/step-XXXXXXXX/                         full resumable checkpoint (also
         model.safetensors, config.json, tokenizer files    loadable with from_pretrained)
         optimizer.pt          AdamW state (plain tensors; torch.load(weights_only=True))
-        trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
+        trainer_state.json    step, scheduler, run settings, per-rank RNG states, data position
         checksums.json        sha256 and size of every file above, verified on load and resume
     DIR/metrics.jsonl         one JSON object per logged step (train) and per validation
     DIR/run.json              the arguments of the last invocation (``yan train --config

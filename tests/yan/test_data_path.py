@@ -228,3 +228,12 @@ def test_training_steps_read_no_tensor_between_log_steps(tmp_path, monkeypatch):
         same = every_step[row["step"] - 1]
         for key in ("loss", "ce", "mmd", "scale", "grad_norm", "tokens", "lr"):
             assert row[key] == pytest.approx(same[key], rel=1e-6), key
+
+
+def test_data_path_flags_are_checked():
+    from yan.train_args import TrainArgs, check_args
+
+    with pytest.raises(ValueError, match="--data-weights must be comma-separated numbers"):
+        check_args(TrainArgs(out="o", data="d", preset="tiny", data_weights="3:1"))
+    with pytest.raises(ValueError, match="--num-workers must be >= 0"):
+        check_args(TrainArgs(out="o", data="d", preset="tiny", num_workers=-1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -185,11 +186,6 @@ def streamed_sources(args: TrainArgs) -> list[str] | None:
         raise ValueError("--data is empty")
     streaming = [p for p in parts if p in HUB_CORPORA and HUB_CORPORA[p].streaming]
     if not (args.stream or streaming):
-        if args.data_weights is not None:
-            raise ValueError(
-                "--data-weights mixes the sources of a streamed corpus (--stream or "
-                f"finewiki,fineweb-edu); --data {args.data!r} is read into memory"
-            )
         if len(parts) > 1:
             raise ValueError(
                 f"--data {args.data!r}: several comma-separated sources are only supported for "
@@ -242,6 +238,12 @@ def build_data(
             val = [mask_batch(b, infill_id, rng, InfillConfig()) for b in val]
         train = StreamShard(train_stream, env, infill_mask_id=infill_id, seed=args.seed)
         return RunData(train, val, f"streamed {', '.join(sources)} ({task})")
+    if args.data_weights is not None:  # not an error: a script's default for its streams
+        warnings.warn(
+            f"--data-weights is ignored: --data {args.data!r} is read into memory, not mixed "
+            "from streamed sources (--stream or finewiki,fineweb-edu)",
+            stacklevel=2,
+        )
     splits = main_first(
         lambda: prepare(
             args.data,
