@@ -5,6 +5,8 @@ int32 cache, and a training step without host syncs between log steps."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -237,3 +239,37 @@ def test_data_path_flags_are_checked():
         check_args(TrainArgs(out="o", data="d", preset="tiny", data_weights="3:1"))
     with pytest.raises(ValueError, match="--num-workers must be >= 0"):
         check_args(TrainArgs(out="o", data="d", preset="tiny", num_workers=-1))
+
+
+def test_two_process_streamed_run_saves_one_global_position_and_resumes_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    words = "river mountain city music science history water light garden".split()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(
+        "".join(f"Line {i}: " + " ".join(rng.choice(words, 8)) + ".\n" for i in range(400))
+    )
+    env = {**os.environ, "YAN_DATA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+    def run(out: Path, steps: int) -> None:
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "yan.train", "--preset", "tiny", "--data", str(corpus), "--stream",
+            "--tokenizer", "gpt2", "--stage", "1", "--max-steps", str(steps), "--batch-size", "4",
+            "--warmup", "1", "--log-every", "1", "--eval-batches", "1", "--eval-every", "0",
+            "--save-every", "3", "--out", str(out), "--no-progress", "--device", "cpu",
+            "--num-workers", "1", "--resume", "--overwrite",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run(tmp_path / "whole", 5)
+    run(tmp_path / "cut", 3)
+    state = json.loads((tmp_path / "cut/checkpoints/step-00000003/trainer_state.json").read_text())
+    assert state["data"]["world_size"] == 2 and len(state["data"]["taken"]) == 2
+    assert all("data" not in r for r in state["ranks"])  # one position, not one per rank
+    run(tmp_path / "cut", 5)
+    whole, cut = (
+        [r["loss"] for r in read_metrics(tmp_path / d) if r["kind"] == "train"]
+        for d in ("whole", "cut")
+    )
+    assert len(cut) == 5 and cut == pytest.approx(whole, rel=1e-6)
