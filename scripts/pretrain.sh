@@ -15,6 +15,10 @@ set -euo pipefail
 PRESET=${PRESET:-paper-trf}
 OUT=${OUT:-runs/$PRESET}
 DATA=${DATA:-finewiki,fineweb-edu}
+# Sec. 5.1: 75% FineWiki, 25% FineWeb-Edu (one weight per --data source, also for local copies)
+DATA_WEIGHTS=${DATA_WEIGHTS:-0.75,0.25}
+# DataLoader processes per GPU process that tokenise the streamed text ahead of the model
+NUM_WORKERS=${NUM_WORKERS:-4}
 # App. B.3/Tab. 3 give 820k steps in total for YAN-TRF (600k for YAN-M) at global batch 32,
 # without the split between the stages; half each is our choice.
 STAGE1_STEPS=${STAGE1_STEPS:-410000}
@@ -22,7 +26,8 @@ STAGE2_STEPS=${STAGE2_STEPS:-410000}
 source "$(dirname "${BASH_SOURCE[0]}")/_launch.sh"
 
 # App. B.3: AdamW(0.9, 0.999, wd 0.01), lr 1e-4, 1000 linear warm-up steps, global batch 32.
-COMMON=(--preset "$PRESET" --data "$DATA" --batch-size 32 --lr 1e-4 --warmup 1000
+COMMON=(--preset "$PRESET" --data "$DATA" --data-weights "$DATA_WEIGHTS"
+        --num-workers "$NUM_WORKERS" --batch-size 32 --lr 1e-4 --warmup 1000
         --weight-decay 0.01 --save-every 5000 --eval-every 5000 --log-every 100 --resume)
 
 launch "${COMMON[@]}" --stage 1 --task pretrain --max-steps "$STAGE1_STEPS" \

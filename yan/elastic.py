@@ -211,7 +211,10 @@ def restore_rank_state(
     the number of processes is the same, else reseeded from ``(seed, rank, step)`` and the
     global data position."""
     ranks = saved["ranks"]
-    restore_data(source, [r["data"] for r in ranks], env)
+    if "data" in saved:  # one position for the whole run (yan.data.training.global_position)
+        source.load_state_dict(saved["data"])
+    else:
+        restore_data(source, [r["data"] for r in ranks], env)
     if len(ranks) == env.world_size:
         set_rng_state(ranks[env.rank]["rng"], generator, env.device)
     else:

@@ -33,7 +33,7 @@ Output folder ``--out DIR``::
         ema.safetensors       with --ema-decay: the moving average of the weights (also
                               exported to DIR; YAN.from_pretrained(DIR, weights="ema"))
         optimizer.pt          AdamW state (plain tensors; torch.load(weights_only=True))
-        trainer_state.json    step, scheduler, run settings, per-rank RNG states and data position
+        trainer_state.json    step, scheduler, run settings, per-rank RNG states, data position
         checksums.json        sha256 and size of every file above, verified on load and resume
     DIR/metrics.jsonl         one JSON object per logged step (train) and per validation
     DIR/tensorboard/          the same scalars as TensorBoard events (--report-to tensorboard)
@@ -67,7 +67,6 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import pickle
 import random
 import sys
@@ -89,11 +88,16 @@ from yan.batch import Seq2SeqBatch
 from yan.checkpoint import CONFIG_NAME
 from yan.cli import exit_with_error
 from yan.config import parse_override
-from yan.data.training import RunData, build_data, mask_batch, save_tokenizer_atomic
+from yan.data.training import (
+    RunData,
+    build_data,
+    global_position,
+    mask_batch,
+    save_tokenizer_atomic,
+)
 from yan.distributed import (
     DistEnv,
     all_gather_objects,
-    all_reduce_sum,
     barrier,
     init_distributed,
     main_only,
@@ -131,6 +135,7 @@ from yan.threads import apply_threads, pick_threads
 from yan.tracking import TrackedLog, parse_report_to
 from yan.train_args import TrainArgs, check_args
 from yan.train_cli import MissingArguments, args_from_cli, build_parser
+from yan.train_metrics import StepMetrics
 from yan.train_objectives import (
     CLUSTER_FIT_BATCHES,
     StageObjective,
@@ -265,6 +270,7 @@ class Trainer:
             args.to_dict(),
         )
         self.dump: dict[str, list[Any]] = {"local_loss": [], "data_sum": []}
+        self.metrics = StepMetrics(env, first_step=self.step + 1)
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Optimiser, scheduler, this rank's RNG states and data position from a checkpoint."""
@@ -336,9 +342,10 @@ class Trainer:
         the same on every rank (:meth:`StageObjective.ce_steps`); ``None`` without one."""
         return self.core.ce_steps(self.args.seed, self.step)
 
-    def train_step(self, batches: Iterator[Seq2SeqBatch]) -> tuple[dict[str, float], int]:
-        """One optimiser step over ``--grad-accum`` micro-batches; the loss parts averaged over
-        micro-batches and ranks, and the tokens processed by all ranks."""
+    def train_step(self, batches: Iterator[Seq2SeqBatch]) -> None:
+        """One optimiser step over ``--grad-accum`` micro-batches. Its loss parts (averaged over
+        micro-batches) stay on the device in :attr:`metrics` until a log step reads them out;
+        the tokens are counted on the host batches, so the step never waits for the device."""
         args, env = self.args, self.env
         self.optimizer.zero_grad(set_to_none=True)
         total: torch.Tensor | None = None
@@ -349,11 +356,13 @@ class Trainer:
             batch = next(batches, None)
             if batch is None:
                 raise ValueError("the training data ran out (an empty or finite stream)")
+            # stage 1 encodes only the target; stage 2 encodes source and target. Counted on
+            # the host batch with numpy, which raises rather than wait for a device tensor.
+            tokens += int(batch.tgt_mask.numpy().sum())
+            tokens += int(batch.src_mask.numpy().sum()) if self.stage == 2 else 0
+            if args.debug_rank_dump is not None:
+                data_sum += int(batch.tgt[batch.tgt_mask].sum())
             batch = batch.to(env.device)
-            # stage 1 encodes only the target; stage 2 encodes source and target
-            tokens += int(batch.tgt_mask.sum())
-            tokens += int(batch.src_mask.sum()) if self.stage == 2 else 0
-            data_sum += int(batch.tgt[batch.tgt_mask].sum())
             last = micro == args.grad_accum - 1
             # gradients are all-reduced once per step, on the last micro-batch
             sync = nullcontext() if last or not env.distributed else self.objective.no_sync()
@@ -371,19 +380,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         local = total / args.grad_accum
-        reduced = torch.cat([local, local.new_tensor([float(tokens)])])
-        all_reduce_sum(reduced, env)
-        means = dict(zip(names, (reduced[:-1] / env.world_size).tolist()))
-        means["grad_norm"] = float(grad_norm)
-        if not math.isfinite(means["loss"]):
-            raise FloatingPointError(
-                f"non-finite loss {means['loss']} at step {self.step + 1}; lower --lr or check "
-                "the data"
-            )
+        self.metrics.add(names, local, grad_norm, tokens)
         if args.debug_rank_dump is not None:
             self.dump["local_loss"].append(float(local[0]))
             self.dump["data_sum"].append(data_sum)
-        return means, int(reduced[-1].item())
 
     def validate(self) -> dict[str, Any]:
         """Validation metrics at the current step (:func:`yan.eval.validate.validate`), logged
@@ -407,9 +407,13 @@ class Trainer:
         """A resumable checkpoint of the current step; every rank contributes its RNG and data
         position, rank 0 writes."""
         self.last_saved = self.step
+        self.tokens += self.metrics.flush(self.step)  # the token count the checkpoint records
         mine = {"rng": rng_state(self.generator, self.env.device)}
         mine["data"] = self.data.train.state_dict()
         ranks = all_gather_objects(mine, self.env)
+        data = global_position(self.data.train, [r["data"] for r in ranks])
+        if data is not None:  # one position for all ranks: resumable on any number of them
+            ranks = [{k: v for k, v in r.items() if k != "data"} for r in ranks]
         if self.env.is_main:
             state = {
                 "format": STATE_FORMAT,
@@ -421,6 +425,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "ranks": ranks,
             }
+            if data is not None:
+                state["data"] = data
             save_checkpoint(
                 self.args.out,
                 self.step,
@@ -457,25 +463,25 @@ class Trainer:
             disable=not (self.env.is_main and args.progress),
             dynamic_ncols=True,
         )
-        interval_tokens, interval_start = 0, time.perf_counter()
+        interval_start = time.perf_counter()
         preempted = None
         try:
             while self.step < args.max_steps:
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
-                means, tokens = self.train_step(batches)
+                self.train_step(batches)
                 if self.ema is not None:
                     self.ema.update(self.model)
                 self.step += 1
-                self.tokens += tokens
-                interval_tokens += tokens
                 self.elapsed += time.perf_counter() - t0
                 if args.log_every and (
                     self.step % args.log_every == 0 or self.step == args.max_steps
                 ):
+                    means, tokens = self.metrics.reduce(self.step)  # the one read-out
+                    self.tokens += tokens
                     now = time.perf_counter()
-                    tps = interval_tokens / max(now - interval_start, 1e-9)
-                    interval_tokens, interval_start = 0, now
+                    tps = self.metrics.interval_tokens / max(now - interval_start, 1e-9)
+                    self.metrics.interval_tokens, interval_start = 0, now
                     last_train = {"kind": "train", "step": self.step, "stage": args.stage}
                     last_train.update(means, lr=lr, tokens_per_s=tps, tokens=self.tokens)
                     last_train["elapsed"] = self.elapsed

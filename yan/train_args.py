@@ -19,6 +19,7 @@ from typing import Any
 
 from yan.baselines.common import BASELINES
 from yan.config import PRESETS
+from yan.data.stream import parse_weights
 from yan.data.tasks import TASKS
 from yan.distributed import DEVICES
 from yan.ema import check_decay
@@ -129,6 +130,14 @@ class TrainArgs:
     sample_by: str = arg("line", choices=SAMPLE_BY, help="records of a .txt file")
     stream: bool = arg(False, help="stream --data (comma-separated) as pretraining text")
     strict: bool = arg(False, help="error on texts longer than --max-len")
+    data_weights: str | None = arg(
+        None,
+        help="mixing weights of the streamed sources, one per --data source, e.g. 0.75,0.25 "
+        "(normalised; default: 0.75,0.25 for finewiki,fineweb-edu, otherwise uniform)",
+    )
+    num_workers: int = arg(
+        0, help="DataLoader processes that tokenise a streamed corpus, per rank (0: in-process)"
+    )
     device: str = arg("auto", choices=DEVICES, help="auto: CUDA when available, else CPU")
     threads: int | None = arg(
         None,
@@ -241,6 +250,11 @@ def check_args(args: TrainArgs) -> None:
         raise ValueError(f"--seed must be an integer, got {args.seed!r}")
     if args.max_len is not None and args.max_len < 2:
         raise ValueError(f"--max-len must be >= 2, got {args.max_len}")
+    if isinstance(args.num_workers, bool) or not isinstance(args.num_workers, int):
+        raise ValueError(f"--num-workers must be an integer >= 0, got {args.num_workers!r}")
+    if args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    parse_weights(args.data_weights)
     if args.device not in DEVICES:
         raise ValueError(f"--device must be one of {DEVICES}, got {args.device!r}")
     if args.precision not in PRECISIONS:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -30,7 +31,8 @@ from yan.config import PRESETS, YANConfig
 from yan.data.hub import HUB_CORPORA
 from yan.data.pipeline import load_corpus, make_loaders, prepare
 from yan.data.splits import split
-from yan.data.stream import PretrainStream
+from yan.data.stream import PretrainStream, parse_weights
+from yan.data.stream_position import merge_positions
 from yan.data.tasks import InfillConfig, sample_mask_positions
 from yan.distributed import DistEnv, main_first, main_only, shard
 from yan.resolve import task_of
@@ -122,37 +124,43 @@ def mask_batch(
 
 
 class StreamShard:
-    """This rank's share of a streamed corpus: of every ``world_size`` consecutive batches, batch
-    ``rank`` (a rank-offset iterator), optionally in the infilling framing.
+    """This rank's batches of a rank-sharded :class:`~yan.data.stream.PretrainStream`,
+    optionally in the infilling framing (masks seeded by the run seed, the rank and the
+    rank's batch count, so that a resumed run draws what an uninterrupted one would have).
 
-    Reading whole groups keeps the stream position identical on all ranks, so the saved
-    position (the stream's own ``state_dict`` plus the group count) resumes exactly.
+    Its ``state_dict`` is this rank's position; :meth:`merge_state_dicts` makes the ranks'
+    positions one global position, which ``load_state_dict`` restores on any number of ranks.
     """
 
     def __init__(self, stream: Any, env: DistEnv, *, infill_mask_id: int | None, seed: int) -> None:
         self.stream, self.env = stream, env
         self.mask_id, self.seed = infill_mask_id, seed
-        self.groups = 0
 
     def __iter__(self) -> Iterator[Seq2SeqBatch]:
-        it = iter(self.stream)
-        while True:
-            group = list(islice(it, self.env.world_size))
-            if len(group) < self.env.world_size:
-                return
-            self.groups += 1
-            batch = group[self.env.rank]
+        for batch in self.stream:
             if self.mask_id is not None:
-                rng = np.random.default_rng([self.seed, self.env.rank, self.groups])
+                count = self.stream.state_dict()["batches"]
+                rng = np.random.default_rng([self.seed, self.env.rank, count])
                 batch = mask_batch(batch, self.mask_id, rng, InfillConfig())
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream.state_dict(), "groups": self.groups}
+        return self.stream.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.stream.load_state_dict(state["stream"])
-        self.groups = int(state["groups"])
+        self.stream.load_state_dict(state)
+
+    @staticmethod
+    def merge_state_dicts(states: list[dict[str, Any]]) -> dict[str, Any]:
+        """The global position of all ranks' ``state_dict()`` (in rank order)."""
+        return merge_positions(states)
+
+
+def global_position(source: BatchSource, states: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ranks' data positions as one position that any number of ranks can resume from, or
+    ``None`` for a source whose position is per rank (an in-memory shard)."""
+    merge = getattr(source, "merge_state_dicts", None)
+    return merge(states) if merge is not None else None
 
 
 def streamed_sources(args: TrainArgs) -> list[str] | None:
@@ -197,7 +205,16 @@ def build_data(
         infill_id = tok.mask_id if task == "infill" else None
         kwargs: dict[str, Any] = dict(max_len=max_len, batch_size=micro, sources=sources)
         kwargs["text_column"] = args.columns.get("text")
-        train_stream = PretrainStream(tok, split="train", seed=args.seed, **kwargs)
+        kwargs["weights"] = parse_weights(args.data_weights)
+        train_stream = PretrainStream(
+            tok,
+            split="train",
+            seed=args.seed,
+            rank=env.rank,
+            world_size=env.world_size,
+            num_workers=args.num_workers,
+            **kwargs,
+        )
         val_stream = PretrainStream(tok, split="val", seed=args.seed, **kwargs)
         val = list(islice(iter(val_stream), n_val))
         if infill_id is not None:  # fixed masks: every evaluation scores the same positions
@@ -205,6 +222,12 @@ def build_data(
             val = [mask_batch(b, infill_id, rng, InfillConfig()) for b in val]
         train = StreamShard(train_stream, env, infill_mask_id=infill_id, seed=args.seed)
         return RunData(train, val, f"streamed {', '.join(sources)} ({task})")
+    if args.data_weights is not None:  # not an error: a script's default for its streams
+        warnings.warn(
+            f"--data-weights is ignored: --data {args.data!r} is read into memory, not mixed "
+            "from streamed sources (--stream or finewiki,fineweb-edu)",
+            stacklevel=2,
+        )
     splits = main_first(
         lambda: prepare(
             args.data,
@@ -238,6 +261,7 @@ __all__ = [
     "build_data",
     "corpus_texts",
     "fresh_tokenizer",
+    "global_position",
     "mask_batch",
     "save_tokenizer_atomic",
     "streamed_sources",
