@@ -79,6 +79,7 @@ RESUME_KEYS = (
     "columns",
     "sample_by",
     "stream",
+    "data_weights",
     "seed",
     "batch_size",
     "max_len",

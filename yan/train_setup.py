@@ -65,6 +65,8 @@ def run_settings(
         "columns": dict(sorted(args.columns.items())),
         "sample_by": args.sample_by,
         "stream": streamed_sources(args) is not None,
+        # the mix of a streamed run: another one part-way would change the stream it resumes
+        "data_weights": args.data_weights,
         "seed": args.seed,
         "batch_size": args.batch_size,
         "grad_accum": layout.grad_accum,

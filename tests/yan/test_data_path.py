@@ -273,3 +273,13 @@ def test_two_process_streamed_run_saves_one_global_position_and_resumes_exactly(
         for d in ("whole", "cut")
     )
     assert len(cut) == 5 and cut == pytest.approx(whole, rel=1e-6)
+
+
+def test_a_resume_with_another_mix_is_refused():
+    """Another --data-weights part-way would change the stream the run continues on."""
+    from yan.run_state import check_resume
+
+    saved = {"run": {"data": "a,b", "data_weights": "0.75,0.25"}}
+    check_resume(saved, {"data": "a,b", "data_weights": "0.75,0.25"}, {}, {})
+    with pytest.raises(ValueError, match="data_weights: checkpoint '0.75,0.25', now '0.5,0.5'"):
+        check_resume(saved, {"data": "a,b", "data_weights": "0.5,0.5"}, {}, {})
