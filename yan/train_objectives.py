@@ -40,6 +40,7 @@ from yan.batch import Seq2SeqBatch
 from yan.checkpoint import CONFIG_NAME, load_config, read_checksums, verify_checksums
 from yan.config import YANConfig, preset
 from yan.distributed import DistEnv, all_reduce_sum, broadcast_object
+from yan.eval.validate import evaluating, rank_share
 from yan.eval.validate import validate as validate_yan
 from yan.model import YAN
 from yan.resolve import ALIGNED_TASKS, loss_stage, resolve_config, start_for_task, task_of
@@ -290,24 +291,13 @@ class BaselineObjective(TrainObjective):
         tokens, split over ranks and summed over all; in eval mode (no dropout) and under a
         forked, seeded RNG (masked diffusion's masks are the same at every evaluation and the
         training randomness is left as it was)."""
-        device = env.device
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # tokens, loss x tokens
-        fork = [device] if device.type == "cuda" else []
-        was_training = self.model.training
-        with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(seed)
-            self.model.eval()
-            try:
-                for i, batch in enumerate(batches):
-                    if i % env.world_size != env.rank:
-                        continue
-                    batch = batch.to(device)
-                    n = batch.tgt_mask.sum().double()
-                    with autocast():
-                        loss = self.model.loss(batch)
-                    sums += torch.stack([n, loss.double() * n])
-            finally:
-                self.model.train(was_training)
+        sums = torch.zeros(2, dtype=torch.float64, device=env.device)  # tokens, loss x tokens
+        with evaluating(self.model, env.device, seed):
+            for _, batch in rank_share(batches, env):
+                n = batch.tgt_mask.sum().double()
+                with autocast():
+                    loss = self.model.loss(batch)
+                sums += torch.stack([n, loss.double() * n])
         all_reduce_sum(sums, env)
         return {"val_loss": float(sums[1]) / max(float(sums[0]), 1.0)}
 

@@ -8,8 +8,8 @@ task with ROUGE, EM, F1 and the rest is :func:`yan.eval.evaluate_generations` (`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,30 @@ class ValidationSums:
         return out
 
 
+@contextmanager
+def evaluating(model: torch.nn.Module, device: torch.device, seed: int | None = None):
+    """``model`` in eval mode (no dropout) under a forked RNG, seeded with ``seed`` when given:
+    validating never changes the training randomness, and the training mode comes back."""
+    fork = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        if seed is not None:
+            torch.manual_seed(seed)
+        was_training = model.training
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train(was_training)
+
+
+def rank_share(batches: Sequence[Seq2SeqBatch], env: DistEnv) -> Iterator[tuple[int, Seq2SeqBatch]]:
+    """This rank's share of the validation batches (every ``world_size``-th, from its rank),
+    with their indices, on the run's device; the ranks' sums are all-reduced afterwards."""
+    for i, batch in enumerate(batches):
+        if i % env.world_size == env.rank:
+            yield i, batch.to(env.device)
+
+
 @torch.no_grad()
 def validate(
     model: YAN,
@@ -84,50 +108,41 @@ def validate(
     """
     device = env.device
     sums = ValidationSums.zeros(device)
-    fork = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        was_training = model.training
-        model.eval()
-        gen = torch.Generator(device=device).manual_seed(seed)
-        try:
-            for i, batch in enumerate(batches):
-                if i % env.world_size != env.rank:
-                    continue
-                batch = batch.to(device)
-                n = batch.tgt_mask.sum().double()
-                with autocast():
-                    if stage == 1:
-                        out: Any = model.stage1_loss(batch, noise=False, generator=gen)
-                    else:
-                        out = model.stage2_loss(batch, generator=gen)
-                sums.tokens += n
-                sums.loss += out.loss.double() * n
-                sums.ce += out.ce.double() * n
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with evaluating(model, device):
+        for i, batch in rank_share(batches, env):
+            n = batch.tgt_mask.sum().double()
+            with autocast():
                 if stage == 1:
-                    sums.hits += out.accuracy.double() * n
-                    sums.scored += n
-                    continue
-                with autocast():
-                    g = model.generate(
-                        batch.src,
-                        batch.src_mask,
-                        tgt_len=batch.tgt_mask.sum(1),
-                        steps=steps,
-                        seed=seed + i,
-                    )
-                width = g.tokens.shape[1]
-                tgt, tmask = batch.tgt[:, :width], batch.tgt_mask[:, :width]
-                hit = (g.tokens == tgt) & tmask
-                sums.hits += hit.sum()
-                sums.scored += tmask.sum()
-                if mask_id is not None and batch.src.shape == batch.tgt.shape:
-                    masked = (batch.src == mask_id)[:, :width] & tmask
-                    sums.masked_hits += (hit & masked).sum()
-                    sums.masked += masked.sum()
-        finally:
-            model.train(was_training)
+                    out: Any = model.stage1_loss(batch, noise=False, generator=gen)
+                else:
+                    out = model.stage2_loss(batch, generator=gen)
+            sums.tokens += n
+            sums.loss += out.loss.double() * n
+            sums.ce += out.ce.double() * n
+            if stage == 1:
+                sums.hits += out.accuracy.double() * n
+                sums.scored += n
+                continue
+            with autocast():
+                g = model.generate(
+                    batch.src,
+                    batch.src_mask,
+                    tgt_len=batch.tgt_mask.sum(1),
+                    steps=steps,
+                    seed=seed + i,
+                )
+            width = g.tokens.shape[1]
+            tgt, tmask = batch.tgt[:, :width], batch.tgt_mask[:, :width]
+            hit = (g.tokens == tgt) & tmask
+            sums.hits += hit.sum()
+            sums.scored += tmask.sum()
+            if mask_id is not None and batch.src.shape == batch.tgt.shape:
+                masked = (batch.src == mask_id)[:, :width] & tmask
+                sums.masked_hits += (hit & masked).sum()
+                sums.masked += masked.sum()
     sums.all_reduce(env)
     return sums.metrics(stage)
 
 
-__all__ = ["ValidationSums", "validate"]
+__all__ = ["ValidationSums", "evaluating", "rank_share", "validate"]
