@@ -49,6 +49,28 @@ def test_ema_equals_the_closed_form():
     assert not torch.allclose(model.encoder.embed.weight, ema.averaged.module.encoder.embed.weight)
 
 
+def test_ema_of_a_compiled_model_averages_its_weights(tmp_path):
+    """--compile compiles the blocks in place before the EMA copies the model: the copy still
+    averages the live weights and saves under the model's own keys."""
+    from yan.train_speed import compile_blocks
+
+    model = YAN.from_preset("tiny")
+    assert compile_blocks(model, backend="aot_eager") > 0
+    ema = WeightsEMA(model, 0.5)
+    ema.update(model)  # the first update copies the weights
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)
+    averaged = ema.state_dict()
+    assert set(averaged) == set(model.state_dict())
+    name = "encoder.embed.weight"
+    torch.testing.assert_close(averaged[name], before[name] + 0.5)
+    ema.save(tmp_path)
+    assert (tmp_path / EMA_NAME).is_file()
+
+
 def test_ema_file_round_trip(tmp_path):
     model = YAN.from_preset("tiny")
     ema = WeightsEMA(model, 0.99)
