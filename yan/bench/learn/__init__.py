@@ -13,7 +13,11 @@ benchmark scores what a model has to *learn*, next to what costs nothing:
   training token at every masked position, the source elsewhere), ``ngram`` (each masked token
   from counts of its visible neighbours in the training text: what a count table learns from
   the same data, :class:`NgramFiller`), ``majority`` (the most
-  frequent label) and ``tfidf-logreg`` (scikit-learn TF-IDF + logistic regression);
+  frequent label) and ``tfidf-logreg`` (scikit-learn TF-IDF + logistic regression), and two
+  held to the fine-tune's data budget (``finetune_steps x batch_size`` reviews):
+  ``bag-of-embeddings`` (a fastText-style classifier trained from scratch with the same
+  optimiser and steps, :mod:`yan.bench.learn.bag_of_embeddings`) and ``tfidf-logreg-budget``
+  (TF-IDF + LR on that many reviews);
 - budget: one tokenizer, the same data, ``max_len`` 64, batch size and learning rate for every
   model; a baseline trains for as many optimiser steps as YAN's two stages together (and the
   same number of classification steps). Wall-clock training seconds are reported too;
@@ -76,6 +80,7 @@ from yan.bench.learn.report import (  # noqa: F401  (the public names of yan.ben
     plot,
 )
 from yan.bench.learn.scoring import (  # noqa: F401  (the public names of yan.bench.learn)
+    budget_records,
     classify_scores,
     label_share,
     metric_records,
@@ -113,6 +118,7 @@ def run_learn(cfg: LearnConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     tok = YanTokenizer.load(tokenizer)
     data = task_data(cfg, tok)
     records += trivial_records(data, tok)
+    records += budget_records(cfg, data, tok)
     for arch, run in runs.items():
         print(f"== scoring {ARCH_NAMES[arch]}")
         records += yan_records(cfg, run, arch, data)
@@ -153,6 +159,7 @@ __all__ = [
     "TaskData",
     "YanRun",
     "baseline_records",
+    "budget_records",
     "classify_scores",
     "decode_source",
     "gate_usage",

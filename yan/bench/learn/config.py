@@ -19,6 +19,8 @@ MODELS = (
     "ngram",
     "majority",
     "tfidf-logreg",
+    "tfidf-logreg-budget",
+    "bag-of-embeddings",
 )
 METRICS = (
     "token_acc",

@@ -65,6 +65,7 @@ class TaskData:
         examples: the held-out examples per task.
         unigram_id: the most frequent token of the infilling training targets.
         train_texts, train_labels: the classification training split (TF-IDF, majority).
+        classify_train: the same split as examples (the references trained on token ids).
         label_choices: the distinct padded target ids of the classification training split,
             sorted: the closed set rank classification (``label_acc``) chooses from.
         ngram: the n-gram reference fitted on the infilling training targets.
@@ -76,6 +77,7 @@ class TaskData:
     train_labels: list[str]
     label_choices: list[list[int]] = field(default_factory=list)
     ngram: NgramFiller | None = None
+    classify_train: list[Example] = field(default_factory=list)
 
 
 def last_word_examples(examples: Sequence[Example], mask_id: int, max_len: int) -> list[Example]:
@@ -132,4 +134,5 @@ def task_data(cfg: LearnConfig, tok: Any) -> TaskData:
         train_labels=[str(e.meta["target"]) for e in classify["train"]],
         label_choices=[list(c) for c in sorted({tuple(e.tgt_ids) for e in classify["train"]})],
         ngram=ngram,
+        classify_train=list(classify["train"]),
     )

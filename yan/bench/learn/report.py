@@ -85,7 +85,10 @@ def markdown_report(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         + ", the closed set TF-IDF + LR and majority choose from; `label_share` is the share of "
         "its choices that are the most frequent one (100: the same label for every review, "
         "whatever `label_acc` says); `label_acc_free` is free greedy generation + exact "
-        "match.\n",
+        "match. `bag-of-embeddings` (a fastText-style classifier trained from scratch) and "
+        "`tfidf-logreg-budget` see only the reviews one fine-tune sees "
+        f"({cfg['finetune_steps']} steps x {cfg['batch_size']}); the bag of embeddings with the "
+        "same optimiser and steps.\n",
     ]
     for task in TASKS:
         rows = headline_rows(records, task)

@@ -95,9 +95,6 @@ def classify_scores(
 
 def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
     """copy-source, unigram, ngram, majority and TF-IDF + logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
     records = []
     for task in ("copy", "infill", "last-word"):
         examples = data.examples[task]
@@ -118,15 +115,61 @@ def trivial_records(data: TaskData, tok: Any) -> list[dict[str, Any]]:
     scores = {"label_acc": acc, "label_share": 1.0}
     records += metric_records("classify", "majority", scores, steps=0, seconds=0.0)
     start = time.perf_counter()
+    pred = tfidf_predictions(data.train_texts, data.train_labels, examples, tok)
+    seconds = time.perf_counter() - start
+    records += metric_records("classify", "tfidf-logreg", label_scores(pred, labels), 0, seconds)
+    return records
+
+
+def tfidf_predictions(
+    texts: Sequence[str], labels: Sequence[str], test: Sequence[Example], tok: Any
+) -> list[str]:
+    """TF-IDF (word 1-2 grams) + logistic regression fitted on ``texts``, predicting the label
+    of every decoded ``test`` source."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    clf = LogisticRegression(max_iter=1000).fit(
-        vectorizer.fit_transform(data.train_texts), data.train_labels
+    clf = LogisticRegression(max_iter=1000).fit(vectorizer.fit_transform(texts), list(labels))
+    return [
+        str(p) for p in clf.predict(vectorizer.transform([tok.decode(e.src_ids) for e in test]))
+    ]
+
+
+def label_scores(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
+    """``label_acc`` and ``label_share`` of predicted label strings."""
+    acc = sum(p == g for p, g in zip(predicted, gold, strict=True)) / max(len(gold), 1)
+    return {"label_acc": acc, "label_share": label_share(list(predicted))}
+
+
+def budget_records(cfg: Any, data: TaskData, tok: Any) -> list[dict[str, Any]]:
+    """Classification references held to the neural fine-tune's data budget, ``n =
+    finetune_steps x batch_size`` reviews: ``bag-of-embeddings`` (trained from scratch with the
+    benchmark's optimiser for ``finetune_steps`` steps,
+    :mod:`yan.bench.learn.bag_of_embeddings`) and ``tfidf-logreg-budget`` (TF-IDF + LR fitted
+    on the ``n`` reviews, the first epoch of its order, when the split holds that many). They separate what the budget allows
+    from what a model makes of it."""
+    from yan.bench.learn.bag_of_embeddings import bag_of_embeddings_predictions, epoch_order
+
+    train, test = data.classify_train, data.examples["classify"]
+    gold = [str(e.meta["target"]) for e in test]
+    steps = cfg.finetune_steps
+    budget = dict(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup)
+    pred, seconds = bag_of_embeddings_predictions(
+        train, test, tok.vocab_size, seed=cfg.seed, **budget
+    )
+    records = metric_records(
+        "classify", "bag-of-embeddings", label_scores(pred, gold), steps, seconds
+    )
+    seen = [train[i] for i in epoch_order(len(train), cfg.seed)[: steps * cfg.batch_size]]
+    start = time.perf_counter()
+    pred = tfidf_predictions(
+        [tok.decode(e.src_ids) for e in seen], [str(e.meta["target"]) for e in seen], test, tok
     )
     seconds = time.perf_counter() - start
-    pred = clf.predict(vectorizer.transform([tok.decode(e.src_ids) for e in examples]))
-    acc = sum(p == lab for p, lab in zip(pred, labels)) / len(labels)
-    scores = {"label_acc": acc, "label_share": label_share(list(pred))}
-    records += metric_records("classify", "tfidf-logreg", scores, 0, seconds)
+    records += metric_records(
+        "classify", "tfidf-logreg-budget", label_scores(pred, gold), 0, seconds
+    )
     return records
 
 
