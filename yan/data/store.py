@@ -98,6 +98,8 @@ class ExampleStore(Sequence[Example]):
     def __init__(self, arrays: dict[str, np.ndarray], rows: np.ndarray | None = None) -> None:
         self.arrays = arrays
         self.rows = rows
+        # plain-ndarray views of the same pages: slicing a np.memmap subclass costs twice as much
+        self._flat = {k: v.view(np.ndarray) for k, v in arrays.items()}
 
     @property
     def num_rows(self) -> int:
@@ -115,10 +117,12 @@ class ExampleStore(Sequence[Example]):
         return i if self.rows is None else int(self.rows[i])
 
     def _example(self, row: int) -> Example:
-        a = self.arrays
-        ids = [a[s][a[f"{s}_off"][row] : a[f"{s}_off"][row + 1]].tolist() for s in ("src", "tgt")]
-        blob = a["meta"][a["meta_off"][row] : a["meta_off"][row + 1]].tobytes()
-        return Example(ids[0], ids[1], json.loads(blob.decode()))
+        f = self._flat
+        s0, s1 = f["src_off"][row : row + 2].tolist()
+        t0, t1 = f["tgt_off"][row : row + 2].tolist()
+        m0, m1 = f["meta_off"][row : row + 2].tolist()
+        meta = json.loads(f["meta"][m0:m1].tobytes().decode())
+        return Example(f["src"][s0:s1].tolist(), f["tgt"][t0:t1].tolist(), meta)
 
     @overload
     def __getitem__(self, key: int) -> Example: ...
