@@ -3,6 +3,7 @@ damaged, and batched exactly as the list path batches them (the published runs d
 
 from __future__ import annotations
 
+import pickle
 from itertools import islice
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def test_store_is_a_read_only_memory_map(stores, cache_dir):
     assert store.arrays["src"].dtype == np.int32 and store.arrays["tgt_off"].dtype == np.int64
     view = store[1::4]
     assert view.arrays is store.arrays and np.array_equal(view.rows, np.arange(1, len(store), 4))
+
+
+def test_a_memory_mapped_store_pickles_as_its_file(stores, lists):
+    view = stores["train"][2::5]
+    blob = pickle.dumps(view)
+    assert len(blob) < 4096 < view.arrays["tgt"].nbytes  # the file's name, not its tokens
+    again = pickle.loads(blob)
+    assert isinstance(again.arrays["tgt"], np.memmap) and again == lists["train"][2::5]
+    plain = ExampleStore(pack(lists["val"]))
+    assert pickle.loads(pickle.dumps(plain)) == lists["val"]
 
 
 def test_a_rank_reads_only_its_own_examples(stores, tok, monkeypatch):

@@ -119,7 +119,7 @@ def load_splits(path: Path) -> dict[str, ExampleStore] | None:
             if any(v is None for v in split.values()):
                 return None
             check_arrays(split, name)  # type: ignore[arg-type]
-            out[name] = ExampleStore(split)  # type: ignore[arg-type]
+            out[name] = ExampleStore(split, origin=(path, name))  # type: ignore[arg-type]
         return out
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError):
         return None

@@ -65,7 +65,7 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
     for key in FIELDS:
         if key not in arrays:
             raise ValueError(f"split {name!r}: no {key!r} array")
-        arr, want = arrays[key], _DTYPES.get(key, np.int64)
+        arr, want = arrays[key], np.dtype(_DTYPES.get(key, np.int64))
         if arr.ndim != 1 or arr.dtype != want:
             raise ValueError(
                 f"split {name!r}: {key} is {arr.dtype}{list(arr.shape)}, not 1-D {want}"
@@ -95,9 +95,15 @@ class ExampleStore(Sequence[Example]):
 
     __hash__ = None  # type: ignore[assignment]  # compares by content, like a list
 
-    def __init__(self, arrays: dict[str, np.ndarray], rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        rows: np.ndarray | None = None,
+        origin: tuple[Path, str] | None = None,
+    ) -> None:
         self.arrays = arrays
         self.rows = rows
+        self.origin = origin  # (cache file, split name) when memory-mapped: pickled by name
         # plain-ndarray views of the same pages: slicing a np.memmap subclass costs twice as much
         self._flat = {k: v.view(np.ndarray) for k, v in arrays.items()}
 
@@ -146,7 +152,7 @@ class ExampleStore(Sequence[Example]):
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"take: indices out of range for {n} examples")
         idx = idx % n if n else idx
-        return type(self)(self.arrays, idx if self.rows is None else self.rows[idx])
+        return type(self)(self.arrays, idx if self.rows is None else self.rows[idx], self.origin)
 
     def side_lengths(self, side: str) -> np.ndarray:
         """Token counts of every example's ``side`` (``"src"`` or ``"tgt"``), from the offsets."""
@@ -164,9 +170,27 @@ class ExampleStore(Sequence[Example]):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """A memory-mapped store pickles as its file and rows (a ``DataLoader`` worker started
+        with ``spawn`` maps the file again), not as a copy of every token."""
+        if self.origin is None:
+            return (type(self), (self.arrays, self.rows))
+        return (_remap, (type(self), *self.origin, self.rows))
+
     def __repr__(self) -> str:
         view = "" if self.rows is None else f" (a view of {self.num_rows})"
         return f"ExampleStore({len(self)} examples{view})"
+
+
+def _remap(
+    cls: type[ExampleStore], path: Path, split: str, rows: np.ndarray | None
+) -> ExampleStore:
+    from yan.data.cache import load_splits  # the cache builds on this module
+
+    splits = load_splits(path)
+    if splits is None or split not in splits:
+        raise ValueError(f"cannot map split {split!r} of {path} again: the file changed or is gone")
+    return cls(splits[split].arrays, rows, (path, split))
 
 
 def map_npz(path: Path) -> dict[str, np.ndarray]:
