@@ -180,10 +180,13 @@ def main_first(fn: Callable[[], T], env: DistEnv) -> T:
     return box[0] if env.is_main else fn()
 
 
-def shard(items: Sequence[T], env: DistEnv) -> list[T]:
-    """Rank ``r`` of ``n`` keeps items ``r, r + n, r + 2n, ...``: disjoint, near-equal slices."""
-    out = list(items[env.rank :: env.world_size])
-    if not out:
+def shard(items: Sequence[T], env: DistEnv) -> Sequence[T]:
+    """Rank ``r`` of ``n`` keeps items ``r, r + n, r + 2n, ...``: disjoint, near-equal slices.
+
+    The slice is ``items[r::n]``: a list for a list, and a view for a memory-mapped
+    :class:`~yan.data.store.ExampleStore`, so that the rank reads its own examples only."""
+    out = items[env.rank :: env.world_size]
+    if not len(out):
         raise ValueError(
             f"rank {env.rank} of {env.world_size} got no data: {len(items)} items are fewer "
             "than the number of processes"

@@ -11,6 +11,10 @@ Quick start (offline)::
     for batch in loaders["val"]:  # Seq2SeqBatch, right-padded
         ...
 
+``prepare`` returns each split as an :class:`ExampleStore` (a read-only sequence of
+:class:`Example` over the memory-mapped cache file, built on access); ``list(split)`` gives
+plain examples.
+
 Offline corpora: ``wiki-mini``, ``movie-reviews``, ``chatterbot-qa``, ``lee-news``. Hub corpora
 (online): ``finewiki``, ``wikipedia``, ``fineweb-edu`` (streamed, :class:`PretrainStream`),
 ``narrativeqa``, ``rocstories``, ``simplestories``, ``babi``, ``squad``, ``ag-news``,
@@ -28,6 +32,7 @@ from yan.data.offline import OFFLINE_CORPORA, OfflineCorpus
 from yan.data.pipeline import known_corpora, load_corpus, make_loaders, prepare
 from yan.data.records import apply_columns, read_local
 from yan.data.splits import SPLITS, split
+from yan.data.store import ExampleStore
 from yan.data.stream import PretrainStream, hash_split
 from yan.data.tasks import (
     REQUIRED_FIELDS,
@@ -48,6 +53,7 @@ __all__ = [
     "TASKS",
     "BatchIterator",
     "Example",
+    "ExampleStore",
     "HubCorpus",
     "InfillConfig",
     "InfillRemask",

@@ -6,6 +6,11 @@ sequences of similar length (less padding) while staying random. Because the pla
 function of the seed and the epoch, the position ``(epoch, batch)`` is the whole state:
 :meth:`BatchIterator.state_dict` / :meth:`BatchIterator.load_state_dict` save and restore it,
 and a restored iterator yields exactly the batch the original would have yielded next.
+
+The examples may be a list or a memory-mapped :class:`~yan.data.store.ExampleStore` (what
+:func:`yan.data.prepare` returns from its cache): a store is kept as it is, its lengths come from
+its offsets, and an example is read only when a batch that holds it is built, so an iterator
+over a rank's shard reads that shard's examples only. Both give the same batches.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from yan.batch import Seq2SeqBatch
+from yan.data.store import ExampleStore
 from yan.data.tasks import Example
 from yan.tokenizer import pad_batch
 
@@ -31,7 +37,12 @@ def collate(examples: Sequence[Example], pad_id: int) -> Seq2SeqBatch:
     return Seq2SeqBatch(src, src_mask, tgt, tgt_mask)
 
 
-def _truncate(examples: Sequence[Example], max_len: int, strict: bool) -> list[Example]:
+def _truncate(examples: Sequence[Example], max_len: int, strict: bool) -> Sequence[Example]:
+    if isinstance(examples, ExampleStore):
+        sizes = np.maximum(examples.side_lengths("src"), examples.side_lengths("tgt"))
+        if not len(sizes) or int(sizes.max()) <= max_len:
+            return examples  # nothing to cut: keep the store (and its lazy reads)
+        examples = list(examples)
     out, cut, longest = [], 0, 0
     for n, ex in enumerate(examples):
         length = max(len(ex.src_ids), len(ex.tgt_ids))
@@ -57,7 +68,8 @@ class BatchIterator:
     """Batches of :class:`Example` as :class:`Seq2SeqBatch`, with a resumable position.
 
     Args:
-        examples: the examples of one split.
+        examples: the examples of one split (a list, or a memory-mapped
+            :class:`~yan.data.store.ExampleStore`, kept as it is and read batch by batch).
         batch_size: examples per batch.
         pad_id: the tokenizer's ``pad_id`` (right padding).
         shuffle: new seeded order every epoch (training); ``False`` keeps the given order.
@@ -105,14 +117,18 @@ class BatchIterator:
             )
         if max_len is not None:
             examples = _truncate(examples, max_len, strict)
-        self.examples = list(examples)
+        self.examples: Sequence[Example]
         self.batch_size, self.pad_id = batch_size, pad_id
         self.shuffle, self.seed, self.infinite = shuffle, seed, infinite
         self.bucket, self.bucket_window, self.drop_last = bucket, bucket_window, drop_last
         self.transform = transform
-        self._lengths = np.array(
-            [len(e.src_ids) + len(e.tgt_ids) for e in self.examples], dtype=np.int64
-        )
+        if isinstance(examples, ExampleStore):  # lengths from the offsets: no token is read
+            self.examples, self._lengths = examples, examples.lengths().astype(np.int64)
+        else:
+            self.examples = list(examples)
+            self._lengths = np.array(
+                [len(e.src_ids) + len(e.tgt_ids) for e in self.examples], dtype=np.int64
+            )
         self.epoch, self.batch = 0, 0
         self._plan_cache: tuple[int, list[np.ndarray]] | None = None
 

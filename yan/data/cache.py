@@ -1,9 +1,21 @@
 """On-disk cache for parsed corpora and prepared (tokenised, framed, split) examples.
 
 Location: the ``cache_dir`` argument, else ``$YAN_DATA_CACHE``, else ``~/.cache/yan/data``.
-Records are gzip'd JSON; examples are ``.npz`` (flat int32 ids + offsets) with their metadata as
-JSON, so nothing is unpickled. Writes go to a temporary file and are renamed into place, so a
-reader in another process never sees half a file.
+
+* Parsed corpora (``corpora/NAME-vN.json.gz``): gzip'd JSON records.
+* Prepared splits (``prepared/TASK-KEY.npz``, the key a digest of everything they depend on,
+  see :func:`yan.data.pipeline.prepare`): one uncompressed ``.npz`` with, per split, the token
+  ids of every example as flat int32 arrays, int64 offsets, and each example's metadata as JSON
+  bytes (:mod:`yan.data.store`). :func:`load_splits` memory-maps the file instead of reading it:
+  a split is an :class:`~yan.data.store.ExampleStore` whose examples are built when they are
+  used, so a process holds (in the page cache, shared by every process that maps the file) only
+  the pages of the examples it reads; as Python lists the ids took about 9 times their int32
+  size, on every rank. Nothing is unpickled.
+
+Writes go to a temporary file and are renamed into place, so a reader in another process never
+sees half a file, and a file that is being read stays valid when another one replaces it. A file
+that is absent, cut short, of an older layout (:data:`FORMAT`) or inconsistent is rebuilt; the
+token ids themselves are not checksummed on load, since that would read every page.
 """
 
 from __future__ import annotations
@@ -13,16 +25,19 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from yan.data.records import Record
+from yan.data.store import FIELDS, ExampleStore, check_arrays, map_npz, pack
 from yan.data.tasks import Example
 
 ENV_VAR = "YAN_DATA_CACHE"
+FORMAT = 2  # layout of prepared splits; 1 (no 'format' member) was read back into Python lists
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -70,50 +85,41 @@ def load_records(path: Path) -> list[Record] | None:
         return None
 
 
-def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
-    return flat, offsets
-
-
-def _unflatten(flat: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
-    values = flat.tolist()
-    bounds = offsets.tolist()
-    return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def save_splits(path: Path, splits: dict[str, list[Example]]) -> None:
-    """One ``.npz`` holding every split's examples."""
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, list[dict[str, Any]]] = {}
-    for name, examples in splits.items():
-        for side in ("src", "tgt"):
-            seqs = [getattr(e, f"{side}_ids") for e in examples]
-            arrays[f"{name}.{side}"], arrays[f"{name}.{side}_off"] = _flatten(seqs)
-        meta[name] = [e.meta for e in examples]
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+def save_splits(path: Path, splits: Mapping[str, Sequence[Example]]) -> None:
+    """One uncompressed ``.npz`` holding every split's flat arrays (:func:`yan.data.store.pack`),
+    the split names and :data:`FORMAT`, written atomically."""
+    arrays: dict[str, np.ndarray] = {"format": np.array([FORMAT], dtype=np.int64)}
+    names = list(splits)
+    arrays["splits"] = np.frombuffer(json.dumps(names).encode(), dtype=np.uint8)
+    for name in names:
+        for key, arr in pack(splits[name]).items():
+            arrays[f"{name}.{key}"] = arr
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # stored, not deflated: each member can be memory-mapped
 
     _atomic_write(path, write)
 
 
-def load_splits(path: Path) -> dict[str, list[Example]] | None:
-    """Splits saved by :func:`save_splits`, or ``None`` when absent or unreadable."""
+def load_splits(path: Path) -> dict[str, ExampleStore] | None:
+    """Splits saved by :func:`save_splits`, memory-mapped (see :class:`ExampleStore`), or
+    ``None`` when the file is absent, cut short, of another format or inconsistent (the caller
+    then rebuilds it). Only the offsets are read here; token ids are read when used."""
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            out: dict[str, list[Example]] = {}
-            for name, metas in meta.items():
-                src = _unflatten(z[f"{name}.src"], z[f"{name}.src_off"])
-                tgt = _unflatten(z[f"{name}.tgt"], z[f"{name}.tgt_off"])
-                out[name] = [Example(s, t, m) for s, t, m in zip(src, tgt, metas)]
-            return out
-    except (OSError, ValueError, KeyError):
+        arrays = map_npz(path)
+        if "format" not in arrays or arrays["format"].tolist() != [FORMAT]:
+            return None  # an older layout (or not ours): rebuilt, never misread
+        names = json.loads(arrays["splits"].tobytes().decode())
+        out: dict[str, ExampleStore] = {}
+        for name in names:
+            split = {key: arrays.get(f"{name}.{key}") for key in FIELDS}
+            if any(v is None for v in split.values()):
+                return None
+            check_arrays(split, name)  # type: ignore[arg-type]
+            out[name] = ExampleStore(split, origin=(path, name))  # type: ignore[arg-type]
+        return out
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError):
         return None

@@ -8,7 +8,10 @@ This is what the trainer calls with ``--data NAME_OR_PATH --task TASK``::
 
 Prepared splits are cached (see :mod:`yan.data.cache`), keyed by everything they depend on
 (data identity, task, tokenizer fingerprint, ``max_len``, ``seed``, fractions, columns), so the
-second call returns at once.
+second call returns at once. A cached split is a memory-mapped
+:class:`~yan.data.store.ExampleStore`: a read-only sequence of :class:`Example` built on access,
+which holds no token in memory until it is read; with ``use_cache=False`` (or a cache that
+cannot be written) the splits are plain lists of the same examples.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from yan.data.splits import SPLITS
 from yan.data.splits import split as split_records
 from yan.data.tasks import TASKS, Example, InfillConfig, InfillRemask, build_examples
 
-PREPARE_VERSION = 2  # bump when framing or splitting changes, to invalidate prepared caches
+PREPARE_VERSION = 3  # bump when framing, splitting or the cache layout changes (new cache key)
 # 2: classification targets padded to the longest label (no length leak)
+# 3: memory-mapped layout (yan.data.cache.FORMAT 2); the examples are the same as in 2
 
 
 def known_corpora() -> dict[str, str]:
@@ -139,12 +143,15 @@ def prepare(
     sample_by: SampleBy = "line",
     infill: InfillConfig | None = None,
     use_cache: bool = True,
-) -> dict[str, list[Example]]:
+) -> dict[str, Sequence[Example]]:
     """Load ``data``, split it 90/5/5 by ``seed`` (App. B.1) and frame every split for ``task``.
 
     Records that share a ``doc`` (paragraphs of one article, reviews of one film, turns of one
     conversation) land in the same split. Infilling masks of every split are fixed by ``seed``
     (reproducible evaluation); :func:`make_loaders` re-draws the training masks each epoch.
+
+    Returns the splits as memory-mapped :class:`~yan.data.store.ExampleStore` (read from the
+    cache, also right after building it) or, without a cache, as lists of the same examples.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
@@ -195,6 +202,10 @@ def prepare(
             cache.save_splits(path, out)
         except OSError as err:
             warnings.warn(f"could not cache prepared data in {path.parent}: {err}", stacklevel=2)
+        else:  # the lists are dropped: what this run uses is the memory-mapped file
+            mapped = cache.load_splits(path)
+            if mapped is not None:
+                return mapped
     return out
 
 

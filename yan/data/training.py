@@ -4,7 +4,9 @@ and its validation batches, from the run's :class:`~yan.train_args.TrainArgs`.
 * :func:`fresh_tokenizer`: ``--tokenizer`` or the preset's; a ``bpe`` is trained on the training
   split only (:func:`corpus_texts`) by rank 0 and read back by the others.
 * :func:`build_data`: an in-memory corpus framed for the task (:func:`yan.data.prepare`), this
-  rank's shard of its training split, and the first ``--eval-batches`` validation batches; or a
+  rank's shard of its training split (examples ``rank::world_size``, each rank shuffling its
+  own shard with the run seed; a view of the memory-mapped cache, so a rank reads the token ids
+  of its own examples only), and the first ``--eval-batches`` validation batches; or a
   streamed pretraining corpus (:class:`StreamShard`), optionally in the infilling framing of
   App. B.2 (:func:`mask_batch`).
 
