@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from moefm import tables
 from yan.bench.timing import load_average
 
 
@@ -30,11 +31,10 @@ def fmt(value: Any, digits: int = 2) -> str:
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], digits: int = 2
 ) -> str:
-    """A GitHub markdown table of ``rows`` (dicts) with the given column order."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c), digits) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    """A GitHub markdown table of ``rows`` (dicts) with the given column order, cells by
+    :func:`fmt` (:func:`moefm.tables.markdown_table` lays them out)."""
+    body = [[fmt(row.get(c), digits) for c in columns] for row in rows]
+    return tables.markdown_table(columns, body) + "\n"
 
 
 def write_json(path: str | Path, data: Any) -> Path:
