@@ -60,6 +60,15 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def write_outputs(stem: str | Path, data: Any, report: str) -> dict[str, Path]:
+    """A benchmark's two records: ``data`` as ``STEM.json`` (:func:`write_json`) and its markdown
+    ``report`` as ``STEM.md``; returns ``{"json": ..., "markdown": ...}`` for :func:`announce`."""
+    return {
+        "json": write_json(f"{stem}.json", data),
+        "markdown": write_text(f"{stem}.md", report),
+    }
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     """What the numbers depend on: device, threads, torch version, CPU/GPU name, load."""
     info: dict[str, Any] = {
@@ -104,5 +113,6 @@ __all__ = [
     "new_figure",
     "save_figure",
     "write_json",
+    "write_outputs",
     "write_text",
 ]
