@@ -23,6 +23,7 @@ import torch
 from . import toy
 from .metrics import mmd, mode_coverage, straightness, wasserstein2
 from .sampling import sample
+from .tables import markdown_table
 from .theory import GaussianMixture
 from .train import TrainConfig, train
 
@@ -239,9 +240,8 @@ def table(agg: list[dict]) -> str:
         "off@2",
         "train s",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (ds, label), row in rows.items():
-        cells = [
+    body = [
+        [
             ds,
             label,
             *[_cell(row[T][0], ".3f", row[T][1]) if T in row else "-" for T in STEPS],
@@ -250,11 +250,12 @@ def table(agg: list[dict]) -> str:
             _cell(row["off2"], ".2f") if "off2" in row else "-",
             _cell(row["train"], ".1f"),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        for (ds, label), row in rows.items()
+    ]
+    text = markdown_table(head, body)
     if any(row["partial"] for row in rows.values()):
-        lines.append("")
-        lines.append("`*` some seeds diverged; the mean is over the others.")
-    return "\n".join(lines)
+        text += "\n\n`*` some seeds diverged; the mean is over the others."
+    return text
 
 
 def figure(cfg: BenchConfig, agg: list[dict], models: dict, path: Path, steps: int = 2) -> None:

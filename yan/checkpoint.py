@@ -44,6 +44,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .atomic import atomic_write_text
 from .config import YANConfig
 
 if TYPE_CHECKING:  # annotations only: importing this module never imports the model
@@ -156,13 +157,7 @@ def write_checksums(
             if p.is_file() and p.name != CHECKSUMS_NAME and not p.name.startswith(".")
         }
     record = {"format": CHECKSUMS_FORMAT, "algorithm": "sha256", "files": dict(entries)}
-    tmp = folder / f".{CHECKSUMS_NAME}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, folder / CHECKSUMS_NAME)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return folder / CHECKSUMS_NAME
+    return atomic_write_text(folder / CHECKSUMS_NAME, json.dumps(record, indent=1) + "\n")
 
 
 def read_checksums(folder: str | Path) -> dict[str, dict[str, Any]] | None:

@@ -20,9 +20,11 @@ import json
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from moefm.losses import MIN_SIGMA
+
+C = TypeVar("C")
 
 ARCHS = ("transformer", "mamba")
 NLL_REDUCTIONS = ("mean", "dim", "sum")
@@ -509,6 +511,12 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def replace_given(config: C, **changes: Any) -> C:
+    """A copy of the dataclass ``config`` with the ``changes`` that are not ``None``: command-line
+    options left unset keep the config's setting."""
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
 __all__ = [
     "ARCHS",
     "FLOW_PARAMS",
@@ -519,4 +527,5 @@ __all__ = [
     "YANConfig",
     "parse_override",
     "preset",
+    "replace_given",
 ]

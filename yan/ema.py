@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from .atomic import atomic_path
 from .checkpoint import EMA_NAME
 
 
@@ -76,12 +76,8 @@ class WeightsEMA:
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         meta = {"format": "pt", "model": "yan", "ema_decay": repr(self.decay)}
         meta["ema_updates"] = str(self.updates)
-        tmp = path.with_name(f".{EMA_NAME}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     def load(self, folder: str | Path) -> None:

@@ -158,32 +158,19 @@ class YANHubMixin(PyTorchModelHubMixin, library_name="yan", tags=HUB_TAGS):
         cls: type[M],
         *,
         model_id: str,
-        revision: str | None,
-        cache_dir: str | Path | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
         config: Any = None,  # config.json as the mixin read it; the folder's is read verified
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         verify: bool = True,
         weights: str = "raw",
-        **download: Any,  # older huggingface_hub versions pass proxies / resume_download
+        **download: Any,  # snapshot_download's: revision, cache_dir, force_download, token, ...
     ) -> M:
-        """The mixin's loading step: the folder (downloaded first for a repository id)."""
+        """The mixin's loading step: the folder (downloaded first for a repository id, with the
+        mixin's download arguments as they are: older huggingface_hub versions add proxies and
+        resume_download)."""
         folder = Path(model_id)
         if not folder.is_dir():
-            folder = Path(
-                huggingface_hub.snapshot_download(
-                    repo_id=model_id,
-                    revision=revision,
-                    cache_dir=cache_dir,
-                    force_download=force_download,
-                    local_files_only=local_files_only,
-                    token=token,
-                    **download,
-                )
-            )
+            folder = Path(huggingface_hub.snapshot_download(repo_id=model_id, **download))
         return cls.load_folder(folder, device, dtype, verify=verify, weights=weights)
 
     @classmethod

@@ -342,41 +342,24 @@ class YAN(nn.Module, YANHubMixin):
         was_training = self.training
         self.eval()  # no dropout: generation is a deterministic function of the seed
         try:
-            out = self._generate(
-                src, src_mask, tgt_len, steps, solver, routing, seed, temperature, pad_id
+            device = self.device
+            gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+            flow, tgt_mask, lengths = self._flow_endpoint(
+                src.to(device), src_mask.to(device), tgt_len, steps, solver, routing, gen
             )
+            # the vocabulary projection runs once, on real target positions only
+            ids = self.decoder.decode(flow.z1[tgt_mask], temperature=temperature, generator=gen)
+            tokens = torch.full(tgt_mask.shape, pad_id, dtype=torch.long, device=device)
+            tokens[tgt_mask] = ids
         finally:
             self.train(was_training)
+        out = Generation(tokens, tgt_mask, lengths, flow.experts, flow.nfe)
         if keep_visible:
             kept = aligned_source_ids(src, src_mask, out.tokens.shape[1], self.config.mask_id)
             kept = kept.to(out.tokens.device)  # the sources may still be on the host
             keep = (kept != self.config.mask_id) & out.mask
             out.tokens = torch.where(keep, kept, out.tokens)
         return out
-
-    def _generate(
-        self,
-        src: torch.Tensor,
-        src_mask: torch.Tensor,
-        tgt_len: int | Sequence[int] | torch.Tensor | None,
-        steps: int,
-        solver: str,
-        routing: str,
-        seed: int | None,
-        temperature: float,
-        pad_id: int,
-    ) -> Generation:
-        device = self.device
-        src, src_mask = src.to(device), src_mask.to(device)
-        gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-        out, tgt_mask, lengths = self._flow_endpoint(
-            src, src_mask, tgt_len, steps, solver, routing, gen
-        )
-        # the vocabulary projection runs once, on real target positions only
-        ids = self.decoder.decode(out.z1[tgt_mask], temperature=temperature, generator=gen)
-        tokens = torch.full(tgt_mask.shape, pad_id, dtype=torch.long, device=device)
-        tokens[tgt_mask] = ids
-        return Generation(tokens, tgt_mask, lengths, out.experts, out.nfe)
 
     def _check_sources(
         self, src: torch.Tensor, src_mask: torch.Tensor | None

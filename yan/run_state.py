@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import socket
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yan.atomic import atomic_write_text
 from yan.checkpoint import (
     CARD_NAME,
     CHECKSUMS_NAME,
@@ -332,17 +332,6 @@ def clear_run(out: Path) -> list[str]:
             continue
         removed.append(name)
     return removed
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _fsync(path: Path) -> None:

@@ -105,6 +105,7 @@ from yan.distributed import (
 )
 from yan.elastic import restore_rank_state
 from yan.ema import start_ema
+from yan.eval.validate import ValidationSettings
 from yan.logs import configure_logging, ensure_logging
 from yan.optim import build_optimizer, warmup_constant
 from yan.preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
@@ -391,14 +392,8 @@ class Trainer:
         if not self.data.val:
             return {}
         mask_id = self.setup.tok.mask_id if task_of(self.args) == "infill" else None
-        metrics = self.core.validate(
-            self.data.val,
-            self.env,
-            mask_id=mask_id,
-            steps=self.args.eval_steps,
-            seed=self.args.seed,
-            autocast=self.autocast,
-        )
+        settings = ValidationSettings(mask_id, self.args.eval_steps, self.args.seed, self.autocast)
+        metrics = self.core.validate(self.data.val, self.env, settings)
         record = {"kind": "val", "step": self.step, "stage": self.args.stage, **metrics}
         self.log.write(record)
         return record

@@ -25,7 +25,6 @@ import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ from yan.batch import Seq2SeqBatch
 from yan.checkpoint import CONFIG_NAME, load_config, read_checksums, verify_checksums
 from yan.config import YANConfig, preset
 from yan.distributed import DistEnv, all_reduce_sum, broadcast_object
-from yan.eval.validate import evaluating, rank_share
+from yan.eval.validate import ValidationSettings, evaluating, rank_share
 from yan.eval.validate import validate as validate_yan
 from yan.model import YAN
 from yan.resolve import ALIGNED_TASKS, loss_stage, resolve_config, start_for_task, task_of
@@ -59,8 +58,6 @@ CLUSTER_FIT_BATCHES = 64
 BASELINE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "aligned_positions",
                    "conv_kernel", "keep_source")  # fmt: skip
 BASELINE_TRAINING_FIELDS = ("dropout", "keep_source")
-
-Autocast = Callable[[], AbstractContextManager[Any]]
 
 
 class TrainObjective(nn.Module, ABC):
@@ -89,14 +86,7 @@ class TrainObjective(nn.Module, ABC):
 
     @abstractmethod
     def validate(
-        self,
-        batches: list[Seq2SeqBatch],
-        env: DistEnv,
-        *,
-        mask_id: int | None,
-        steps: int,
-        seed: int,
-        autocast: Autocast,
+        self, batches: list[Seq2SeqBatch], env: DistEnv, settings: ValidationSettings
     ) -> dict[str, float]:
         """Validation metrics (``val_loss`` first), the same on every rank."""
 
@@ -213,14 +203,7 @@ class StageObjective(TrainObjective):
         flow.centres.copy_(centres.to(flow.centres))
 
     def validate(
-        self,
-        batches: list[Seq2SeqBatch],
-        env: DistEnv,
-        *,
-        mask_id: int | None,
-        steps: int,
-        seed: int,
-        autocast: Autocast,
+        self, batches: list[Seq2SeqBatch], env: DistEnv, settings: ValidationSettings
     ) -> dict[str, float]:
         """:func:`yan.eval.validate.validate`: eq. (8) / eq. (11) and token accuracies."""
         return validate_yan(
@@ -228,10 +211,10 @@ class StageObjective(TrainObjective):
             batches,
             self.stage,
             env,
-            mask_id=mask_id,
-            steps=steps,
-            seed=seed,
-            autocast=autocast,
+            mask_id=settings.mask_id,
+            steps=settings.steps,
+            seed=settings.seed,
+            autocast=settings.autocast,
         )
 
     def describe(self) -> str:
@@ -265,12 +248,9 @@ class BaselineObjective(TrainObjective):
             model.load_state_dict(load_baseline(source).state_dict())
         return cls(model)
 
-    def forward(
-        self,
-        batch: Seq2SeqBatch,
-        generator: torch.Generator | None = None,
-        ce_steps: int | None = None,
-    ) -> dict[str, Tensor]:
+    def forward(self, batch: Seq2SeqBatch, *yan_only: object) -> dict[str, Tensor]:
+        # the generator and ce_steps are YAN's: masked diffusion draws its masks from torch's
+        # global generator (see the class docstring) and no baseline unrolls a CE
         return {"loss": self.model.loss(batch)}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -278,24 +258,17 @@ class BaselineObjective(TrainObjective):
 
     @torch.no_grad()
     def validate(
-        self,
-        batches: list[Seq2SeqBatch],
-        env: DistEnv,
-        *,
-        mask_id: int | None,
-        steps: int,
-        seed: int,
-        autocast: Autocast,
+        self, batches: list[Seq2SeqBatch], env: DistEnv, settings: ValidationSettings
     ) -> dict[str, float]:
         """``val_loss``: the loss over the validation batches, each weighted by its target
         tokens, split over ranks and summed over all; in eval mode (no dropout) and under a
         forked, seeded RNG (masked diffusion's masks are the same at every evaluation and the
         training randomness is left as it was)."""
         sums = torch.zeros(2, dtype=torch.float64, device=env.device)  # tokens, loss x tokens
-        with evaluating(self.model, env.device, seed):
+        with evaluating(self.model, env.device, settings.seed):
             for _, batch in rank_share(batches, env):
                 n = batch.tgt_mask.sum().double()
-                with autocast():
+                with settings.autocast():
                     loss = self.model.loss(batch)
                 sums += torch.stack([n, loss.double() * n])
         all_reduce_sum(sums, env)

@@ -510,3 +510,23 @@ def test_keep_source_masked_diffusion_learns_infilling_fast():
     out = model.generate(test.src, test.src_mask, 10)
     hidden = test.src == MASK
     assert (out == test.tgt)[hidden].float().mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bart"])
+def test_the_autoregressive_baselines_share_one_greedy_loop(name):
+    """GPT-2 and BART decode through GreedyBaseline: options are refused with the model named,
+    and every row is padded past its own length whatever the model chose there."""
+    from yan.baselines.common import GreedyBaseline
+
+    model = _build(name)
+    assert isinstance(model, GreedyBaseline)
+    batch = _batch()
+    with pytest.raises(
+        ValueError, match=f"{name} generate takes no extra options, got \\['steps'\\]"
+    ):
+        model.generate(batch.src, batch.src_mask, 3, steps=2)
+    lengths = torch.tensor([1, 4, 2, 3])
+    out = model.generate(batch.src, batch.src_mask, lengths)
+    assert out.shape == (4, 4)
+    assert (out.masked_select(torch.arange(4) >= lengths[:, None]) == PAD).all()
+    assert ((out != MASK) & (out < V)).all()  # <|mask|> and <sep> are never generated

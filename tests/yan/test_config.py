@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from yan.config import PRESETS, YANConfig, parse_override, preset
+from yan.config import PRESETS, YANConfig, parse_override, preset, replace_given
 
 
 def test_paper_presets_follow_appendix_b3():
@@ -121,3 +121,13 @@ def test_parse_override_reads_json_values_or_keeps_a_bare_string():
     for bad in ("K", "=4"):
         with pytest.raises(ValueError, match="--set expects KEY=VALUE"):
             parse_override(bad)
+
+
+def test_replace_given_keeps_the_settings_of_unset_options():
+    """The benchmarks' command line: an option left at None keeps the config's value."""
+    base = preset("tiny")
+    assert replace_given(base, K=None, d_model=None) == base
+    changed = replace_given(base, K=5, d_model=None)
+    assert (changed.K, changed.d_model, base.K) == (5, base.d_model, PRESETS["tiny"]["K"])
+    with pytest.raises(TypeError):
+        replace_given(base, not_a_field=1)

@@ -12,12 +12,11 @@ import torch
 from torch import Tensor
 
 from yan.baselines.common import (
-    Baseline,
     BaselineConfig,
+    GreedyBaseline,
     check_batch,
     check_ids,
     check_src,
-    length_mask,
     masked_mean_ce,
     right_pad,
     target_lengths,
@@ -26,7 +25,7 @@ from yan.baselines.hf_cache import cache_kwarg, new_cache
 from yan.batch import Seq2SeqBatch
 
 
-class BartBaseline(Baseline):
+class BartBaseline(GreedyBaseline):
     """``transformers.BartForConditionalGeneration`` trained from scratch.
 
     ``n_layers`` is split evenly: BART-base is 6 encoder + 6 decoder layers. The shared
@@ -104,18 +103,9 @@ class BartBaseline(Baseline):
         ).logits
         return masked_mean_ce(logits, batch.tgt, batch.tgt_mask)
 
-    @torch.inference_mode()
-    def generate(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, **kw) -> Tensor:
-        """Greedy decoding with a KV cache for exactly ``tgt_len`` tokens per row.
-
-        Returns ``(B, max(tgt_len))`` ids; with per-row lengths, positions past a row's length
-        hold ``pad_id``. Padding, ``<|mask|>`` and ``<sep>`` are never generated.
-        """
-        if kw:
-            raise ValueError(f"bart generate takes no extra options, got {sorted(kw)}")
+    def _greedy(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor) -> Tensor:
         from transformers.modeling_outputs import BaseModelOutput
 
-        src, src_mask = src.to(self.device), src_mask.to(self.device)
         enc_ids, enc_mask = self._encoder_input(src, src_mask)
         lengths = target_lengths(tgt_len, enc_ids.shape[0], enc_ids.device)
         kept = self.source_to_keep(src, src_mask, int(lengths.max()))
@@ -126,22 +116,18 @@ class BartBaseline(Baseline):
             ).last_hidden_state
         )
         cache = new_cache(encoder_decoder=True)
-        token = torch.full_like(enc_ids[:, :1], self.config.sep_id)
-        out = []
-        for j in range(int(lengths.max())):
-            logits = self.seq2seq(
+        start = torch.full_like(enc_ids[:, :1], self.config.sep_id)
+
+        def next_logits(token: Tensor | None) -> Tensor:
+            return self.seq2seq(
                 encoder_outputs=encoded,
                 attention_mask=enc_mask,
-                decoder_input_ids=token,
+                decoder_input_ids=start if token is None else token,
                 use_cache=True,
                 **{self._cache_kw: cache},
             ).logits[:, -1]
-            token = self.keep_visible(
-                self.suppress_special(logits).argmax(-1, keepdim=True), kept, j
-            )
-            out.append(token)
-        tokens = torch.cat(out, 1)
-        return tokens.masked_fill(~length_mask(lengths, tokens.shape[1]), self.config.pad_id)
+
+        return self._decode(next_logits, lengths, kept)
 
     def _score_choices(self, src: Tensor, src_mask: Tensor, choices: Tensor) -> Tensor:
         """(B, C) log-probability of each candidate target: teacher-forced sum of log-softmax.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,17 +256,10 @@ class Baseline(nn.Module, ABC):
         return self.generate(src, src_mask, lengths)
 
     def score_choices(
-        self,
-        src: Tensor,
-        src_mask: Tensor,
-        choices: Tensor,
-        *,
-        steps: int | None = None,
-        seed: int = 0,
-        **options: Any,
+        self, src: Tensor, src_mask: Tensor, choices: Tensor, **ignored: Any
     ) -> Tensor:
-        """:meth:`choice_scores`; ``steps``, ``seed`` and YAN's ``options`` are ignored (the
-        scores are exact, or for masked diffusion one all-mask pass)."""
+        """:meth:`choice_scores`; the protocol's ``steps`` and ``seed`` and YAN's options are
+        ignored (the scores are exact, or for masked diffusion one all-mask pass)."""
         return self.choice_scores(src, src_mask, choices)
 
     def source_to_keep(self, src: Tensor, src_mask: Tensor, width: int) -> Tensor | None:
@@ -290,6 +284,46 @@ class Baseline(nn.Module, ABC):
         logits[..., [cfg.pad_id, cfg.mask_id]] = float("-inf")
         logits[..., cfg.vocab_size :] = float("-inf")
         return logits
+
+
+class GreedyBaseline(Baseline):
+    """An autoregressive baseline (GPT-2, BART): greedy decoding, one pass per token."""
+
+    @torch.inference_mode()
+    def generate(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, **kw) -> Tensor:
+        """Greedy decoding with a KV cache for exactly ``tgt_len`` tokens per row.
+
+        Returns ``(B, max(tgt_len))`` ids; with per-row lengths, positions past a row's length
+        hold ``pad_id``. Padding, ``<|mask|>`` and ``<sep>`` are never generated.
+        """
+        if kw:
+            raise ValueError(
+                f"{self.config.name} generate takes no extra options, got {sorted(kw)}"
+            )
+        return self._greedy(src.to(self.device), src_mask.to(self.device), tgt_len)
+
+    @abstractmethod
+    def _greedy(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor) -> Tensor:
+        """:meth:`generate` for sources already on the model's device."""
+
+    def _decode(
+        self, next_logits: Callable[[Tensor | None], Tensor], lengths: Tensor, kept: Tensor | None
+    ) -> Tensor:
+        """The greedy loop of every autoregressive baseline: ``next_logits(token)`` feeds the
+        model the token chosen last (``None`` before the first) and returns the logits
+        ``(B, V)`` of the next target position; the next token is their argmax over the ids
+        that may be generated, a visible source token where :meth:`source_to_keep` holds one.
+        Returns ``(B, max(lengths))`` ids, ``pad_id`` past each row's length."""
+        out: list[Tensor] = []
+        token = None
+        for j in range(int(lengths.max())):
+            logits = next_logits(token)
+            token = self.keep_visible(
+                self.suppress_special(logits).argmax(-1, keepdim=True), kept, j
+            )
+            out.append(token)
+        tokens = torch.cat(out, 1)
+        return tokens.masked_fill(~length_mask(lengths, tokens.shape[1]), self.config.pad_id)
 
 
 def check_src(src: Tensor, src_mask: Tensor) -> None:

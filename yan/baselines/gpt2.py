@@ -18,13 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from yan.baselines.common import (
-    Baseline,
     BaselineConfig,
+    GreedyBaseline,
     check_batch,
     check_ids,
     check_src,
     left_pad,
-    length_mask,
     masked_mean_ce,
     position_ids,
     target_lengths,
@@ -33,7 +32,7 @@ from yan.baselines.hf_cache import cache_kwarg, new_cache
 from yan.batch import Seq2SeqBatch
 
 
-class GPT2Baseline(Baseline):
+class GPT2Baseline(GreedyBaseline):
     """``transformers.GPT2LMHeadModel`` trained from scratch (no pretrained weights ship offline).
 
     The embedding table has ``vocab_size + 1`` rows; the last is the separator ``<sep>``. In
@@ -133,16 +132,7 @@ class GPT2Baseline(Baseline):
         lp, lt = prompt.shape[1], tgt.shape[1]
         return self.lm.lm_head(hidden[:, lp - 1 : lp - 1 + lt])
 
-    @torch.inference_mode()
-    def generate(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor, **kw) -> Tensor:
-        """Greedy decoding with a KV cache for exactly ``tgt_len`` tokens per row.
-
-        Returns ``(B, max(tgt_len))`` ids; with per-row lengths, positions past a row's length
-        hold ``pad_id``. Padding, ``<|mask|>`` and ``<sep>`` are never generated.
-        """
-        if kw:
-            raise ValueError(f"gpt2 generate takes no extra options, got {sorted(kw)}")
-        src, src_mask = src.to(self.device), src_mask.to(self.device)
+    def _greedy(self, src: Tensor, src_mask: Tensor, tgt_len: int | Tensor) -> Tensor:
         prompt, mask = self._prompt(src, src_mask)
         lengths = target_lengths(tgt_len, prompt.shape[0], prompt.device)
         kept = self.source_to_keep(src, src_mask, int(lengths.max()))
@@ -150,23 +140,22 @@ class GPT2Baseline(Baseline):
         cache = new_cache()
         inputs = prompt
         positions, segment = self._layout(mask, mask[:, :0])
-        out = []
-        for j in range(int(lengths.max())):
-            logits = self.lm(
+
+        def next_logits(token: Tensor | None) -> Tensor:
+            nonlocal inputs, positions, segment, mask
+            if token is not None:
+                # Each new token continues the last segment (the target) at the next position.
+                inputs, positions, segment = token, positions[:, -1:] + 1, segment[:, -1:]
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            return self.lm(
                 **self._embed(inputs, segment),
                 attention_mask=mask,
                 position_ids=positions,
                 use_cache=True,
                 **{self._cache_kw: cache},
             ).logits[:, -1]
-            token = self.suppress_special(logits).argmax(-1, keepdim=True)
-            token = self.keep_visible(token, kept, j)
-            out.append(token)
-            # Each new token continues the last segment (the target) at the next position.
-            inputs, positions, segment = token, positions[:, -1:] + 1, segment[:, -1:]
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-        tokens = torch.cat(out, 1)
-        return tokens.masked_fill(~length_mask(lengths, tokens.shape[1]), self.config.pad_id)
+
+        return self._decode(next_logits, lengths, kept)
 
     def _score_choices(self, src: Tensor, src_mask: Tensor, choices: Tensor) -> Tensor:
         """(B, C) log-probability of each candidate target: teacher-forced sum of log-softmax.

@@ -23,7 +23,6 @@ latents of a few frequent tokens on the first two components, as in Fig. 3.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from yan.bench.report import (
-    announce,
-    markdown_table,
-    new_figure,
-    save_figure,
-    write_json,
-    write_text,
-)
-from yan.config import YANConfig
+from yan.bench.report import announce, markdown_table, new_figure, save_figure, write_outputs
+from yan.config import YANConfig, replace_given
 
 _DEFAULTS = YANConfig()
 VARIANTS: dict[str, dict[str, float]] = {
@@ -93,12 +85,8 @@ class IsotropyConfig:
     def with_options(
         self, *, work: Path | None = None, device: str | None = None
     ) -> IsotropyConfig:
-        changes: dict[str, Any] = {}
-        if work is not None:
-            changes["work"] = work
-        if device is not None:
-            changes["device"] = device
-        return dataclasses.replace(self, **changes)
+        """A copy with the command-line options applied (``None`` keeps the setting)."""
+        return replace_given(self, work=work, device=device)
 
 
 def train_variants(cfg: IsotropyConfig) -> dict[str, Path]:
@@ -240,11 +228,8 @@ def isotropy_main(cfg: IsotropyConfig, out_dir: str | Path) -> dict[str, Path]:
             markdown_table(records, columns, 3),
         ]
     )
-    paths = {
-        "json": write_json(out_dir / "isotropy.json", records),
-        "markdown": write_text(out_dir / "isotropy.md", report),
-        "figure": plot(points, records, out_dir / "isotropy.png", cfg.plot_tokens),
-    }
+    paths = write_outputs(out_dir / "isotropy", records, report)
+    paths["figure"] = plot(points, records, out_dir / "isotropy.png", cfg.plot_tokens)
     return announce(report, paths)
 
 

@@ -17,7 +17,6 @@ masked positions, Dist-2, Self-BLEU and SemDist of the generations (sec. 5.4), t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 from collections.abc import Sequence
@@ -31,8 +30,9 @@ from yan.bench.report import (
     new_figure,
     save_figure,
     write_json,
-    write_text,
+    write_outputs,
 )
+from yan.config import replace_given
 from yan.evaluate import (
     Checkpoint,
     generate_ids,
@@ -104,16 +104,10 @@ class QualityConfig:
         device: str | None = None,
     ) -> QualityConfig:
         """A copy with the command-line options applied (``None`` keeps the setting)."""
-        changes: dict[str, Any] = {}
-        if steps:
-            changes["yan_steps"] = tuple(steps)
-        if checkpoint is not None:
-            changes["checkpoint"] = checkpoint
-        if work is not None:
-            changes["work"] = work
-        if device is not None:
-            changes["device"] = device
-        return dataclasses.replace(self, **changes)
+        yan_steps = tuple(steps) if steps else None
+        return replace_given(
+            self, yan_steps=yan_steps, checkpoint=checkpoint, work=work, device=device
+        )
 
 
 def _device(cfg: QualityConfig) -> str:
@@ -377,10 +371,7 @@ def quality_main(cfg: QualityConfig, out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     records, meta = run_quality(cfg)
     report = markdown_report(records, meta)
-    paths = {
-        "json": write_json(out_dir / "quality.json", {"meta": meta, "records": records}),
-        "markdown": write_text(out_dir / "quality.md", report),
-    }
+    paths = write_outputs(out_dir / "quality", {"meta": meta, "records": records}, report)
     for path in plot(records, out_dir):
         paths[path.stem] = path
     return announce(report, paths)

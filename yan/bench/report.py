@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from moefm import tables
 from yan.bench.timing import load_average
 
 
@@ -30,11 +31,10 @@ def fmt(value: Any, digits: int = 2) -> str:
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], digits: int = 2
 ) -> str:
-    """A GitHub markdown table of ``rows`` (dicts) with the given column order."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c), digits) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    """A GitHub markdown table of ``rows`` (dicts) with the given column order, cells by
+    :func:`fmt` (:func:`moefm.tables.markdown_table` lays them out)."""
+    body = [[fmt(row.get(c), digits) for c in columns] for row in rows]
+    return tables.markdown_table(columns, body) + "\n"
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -58,6 +58,15 @@ def write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def write_outputs(stem: str | Path, data: Any, report: str) -> dict[str, Path]:
+    """A benchmark's two records: ``data`` as ``STEM.json`` (:func:`write_json`) and its markdown
+    ``report`` as ``STEM.md``; returns ``{"json": ..., "markdown": ...}`` for :func:`announce`."""
+    return {
+        "json": write_json(f"{stem}.json", data),
+        "markdown": write_text(f"{stem}.md", report),
+    }
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -104,5 +113,6 @@ __all__ = [
     "new_figure",
     "save_figure",
     "write_json",
+    "write_outputs",
     "write_text",
 ]

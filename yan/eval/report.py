@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from moefm import tables
+
 Results = Mapping[str, Mapping[str, float]]
 
 
@@ -37,13 +39,8 @@ def markdown_table(results: Results, digits: int = 2) -> str:
     def cell(v: float | None) -> str:
         return "-" if v is None or math.isnan(v) else f"{v:.{digits}f}"
 
-    lines = [
-        "| " + " | ".join(["run", *columns]) + " |",
-        "|" + "---|" * (len(columns) + 1),
-    ]
-    for row, metrics in rows.items():
-        lines.append("| " + " | ".join([row, *(cell(metrics.get(c)) for c in columns)]) + " |")
-    return "\n".join(lines) + "\n"
+    body = [[row, *(cell(metrics.get(c)) for c in columns)] for row, metrics in rows.items()]
+    return tables.markdown_table(["run", *columns], body) + "\n"
 
 
 def write_report(

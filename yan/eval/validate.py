@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,27 @@ class ValidationSums:
         return out
 
 
+Autocast = Callable[[], AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """What every validation pass of a run shares, whatever the model.
+
+    Attributes:
+        mask_id: infilling's ``<|mask|>`` id: also score the masked source positions;
+            ``None`` for the other tasks.
+        steps: Euler steps T of stage 2's generations (YAN only).
+        seed: the run seed; batch ``i``'s generation noise is ``seed + i``.
+        autocast: the run's autocast context (bf16 on GPU).
+    """
+
+    mask_id: int | None
+    steps: int
+    seed: int
+    autocast: Autocast = nullcontext
+
+
 @contextmanager
 def evaluating(model: torch.nn.Module, device: torch.device, seed: int | None = None):
     """``model`` in eval mode (no dropout) under a forked RNG, seeded with ``seed`` when given:
@@ -94,7 +115,7 @@ def validate(
     mask_id: int | None,
     steps: int,
     seed: int,
-    autocast: Callable[[], AbstractContextManager[Any]],
+    autocast: Autocast,
 ) -> dict[str, float]:
     """Validation loss and token accuracies, batches split over ranks, sums all-reduced.
 
@@ -145,4 +166,4 @@ def validate(
     return sums.metrics(stage)
 
 
-__all__ = ["ValidationSums", "evaluating", "rank_share", "validate"]
+__all__ = ["ValidationSettings", "ValidationSums", "evaluating", "rank_share", "validate"]
