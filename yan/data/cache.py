@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from yan.atomic import atomic_path
 from yan.data.records import Record
 from yan.data.store import FIELDS, ExampleStore, check_arrays, map_npz, pack
 from yan.data.tasks import Example
@@ -55,15 +55,10 @@ def digest(obj: Any) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary sibling, renamed onto ``path`` (:func:`yan.atomic.atomic_path`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def save_records(path: Path, records: list[Record]) -> None:
