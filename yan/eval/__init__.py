@@ -8,7 +8,8 @@ package). Typical use::
     scores = evaluate_generations("qa", predictions, references, md_path="out/qa.md")
 
 The in-training validation pass of ``yan train`` (loss and token accuracies summed over ranks)
-is :func:`validate`; scoring a finished checkpoint is :func:`evaluate_generations`.
+is :func:`validate`; the metrics of one task's decoded predictions are :func:`score_task`, and
+scoring a finished checkpoint (plus diversity and a report) is :func:`evaluate_generations`.
 """
 
 from yan.eval.diversity import dist2, distinct_n, diversity, self_bleu, sem_dist
@@ -20,7 +21,7 @@ from yan.eval.semantic import (
     load_sentence_encoder,
     sentence_embeddings,
 )
-from yan.eval.tasks import TASKS, evaluate, evaluate_generations, metrics_for_task
+from yan.eval.tasks import TASKS, evaluate, evaluate_generations, metrics_for_task, score_task
 from yan.eval.text import (
     ROUGE_TYPES,
     accuracy,
@@ -47,6 +48,7 @@ __all__ = [
     "diversity",
     "evaluate",
     "evaluate_generations",
+    "score_task",
     "exact_match",
     "exact_match_score",
     "label_match_score",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from yan.data.tasks import EVAL_TASKS as TASKS
 from yan.eval.diversity import diversity as diversity_metrics
@@ -36,7 +37,7 @@ def metrics_for_task(task: str) -> tuple[str, ...]:
     return _METRICS[task]
 
 
-def evaluate(
+def score_task(
     task: str,
     predictions: Sequence[str],
     references: Sequence[Reference],
@@ -56,7 +57,7 @@ def evaluate(
         bertscore_layers: BERTScore layer for ``bertscore_model`` (see :func:`bertscore_f1`).
 
     Example:
-        >>> evaluate("qa", ["the Cat sat."], ["cat sat"], bertscore=False)
+        >>> score_task("qa", ["the Cat sat."], ["cat sat"], bertscore=False)
         {'f1': 100.0, 'em': 100.0}
     """
     names = metrics_for_task(task)
@@ -84,32 +85,29 @@ def evaluate_generations(
     predictions: Sequence[str],
     references: Sequence[Reference],
     *,
-    bertscore: bool = True,
-    bertscore_model: str | None = None,
-    bertscore_layers: int | None = None,
     diversity: bool = False,
     name: str = "model",
     json_path: str | Path | None = None,
     md_path: str | Path | None = None,
+    **scoring: Any,
 ) -> dict[str, float]:
-    """Task metrics, optionally diversity (sec. 5.4) of the predictions, optionally written out.
+    """:func:`score_task`, optionally diversity (sec. 5.4) of the predictions, optionally
+    written out.
 
     This is the entry point for a ``yan eval`` command: decode the generations to text, call this,
-    and get a flat ``{metric: value}`` dict. With ``diversity=True`` the keys ``dist2``,
-    ``self_bleu`` and ``semdist`` are added (needs at least two predictions). When ``json_path``
-    and/or ``md_path`` are given, the result is written as ``{name: metrics}`` by
+    and get a flat ``{metric: value}`` dict. ``scoring`` are :func:`score_task`'s keywords
+    (``bertscore``, ``bertscore_model``, ``bertscore_layers``). With ``diversity=True`` the keys
+    ``dist2``, ``self_bleu`` and ``semdist`` are added (needs at least two predictions). When
+    ``json_path`` and/or ``md_path`` are given, the result is written as ``{name: metrics}`` by
     :func:`write_report`.
     """
-    results = evaluate(
-        task,
-        predictions,
-        references,
-        bertscore=bertscore,
-        bertscore_model=bertscore_model,
-        bertscore_layers=bertscore_layers,
-    )
+    results = score_task(task, predictions, references, **scoring)
     if diversity:
         results.update(diversity_metrics(predictions))
     if json_path is not None or md_path is not None:
         write_report({name: results}, json_path, md_path)
     return results
+
+
+# The name of an earlier release: "evaluate" also meant the training pass and the benchmarks.
+evaluate = score_task

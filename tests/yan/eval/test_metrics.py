@@ -19,6 +19,7 @@ from yan.eval import (
     metrics_for_task,
     normalize_answer,
     rouge,
+    score_task,
     self_bleu,
     sem_dist,
     token_f1,
@@ -151,7 +152,7 @@ def test_bertscore_unknown_layer_for_custom_model():
 
 
 # ---------------------------------------------------------------------------------------------
-# Task mapping, evaluate(), failure modes
+# Task mapping, score_task(), failure modes
 
 
 def test_metrics_for_task_mapping():
@@ -163,15 +164,15 @@ def test_metrics_for_task_mapping():
 
 
 def test_evaluate_per_task_without_bertscore():
-    assert evaluate("qa", ["the Cat sat."], ["cat sat"], bertscore=False) == {
+    assert score_task("qa", ["the Cat sat."], ["cat sat"], bertscore=False) == {
         "f1": 100.0,
         "em": 100.0,
     }
-    assert evaluate("last-word", ["mat.", "dog"], ["mat", "cat"], bertscore=False) == {"em": 50.0}
-    assert evaluate("classify", ["World news", "Sports"], ["world", "business"]) == {
+    assert score_task("last-word", ["mat.", "dog"], ["mat", "cat"], bertscore=False) == {"em": 50.0}
+    assert score_task("classify", ["World news", "Sports"], ["world", "business"]) == {
         "accuracy": 50.0
     }
-    infill = evaluate("infill", ["the cat sat on the mat"], ["the cat is on the mat"])
+    infill = score_task("infill", ["the cat sat on the mat"], ["the cat is on the mat"])
     assert list(infill) == ["rouge1", "rouge2", "rougeL"]
 
 
@@ -206,7 +207,7 @@ def test_evaluate_with_bertscore_and_diversity(tmp_path):
 )
 def test_evaluate_bad_input(task, preds, refs, match):
     with pytest.raises(ValueError, match=match):
-        evaluate(task, preds, refs, bertscore=False)
+        score_task(task, preds, refs, bertscore=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,3 +232,9 @@ def test_write_report_bad_input(tmp_path):
         write_report({"m": {"f1": "high"}}, tmp_path / "r.json", None)
     with pytest.raises(ValueError, match="json_path"):
         write_report({"m": {"f1": 1.0}}, None, None)
+
+
+def test_evaluate_is_the_earlier_name_of_score_task():
+    assert evaluate is score_task
+    scores = evaluate_generations("last-word", ["mat.", "dog"], ["mat", "cat"], bertscore=False)
+    assert scores == score_task("last-word", ["mat.", "dog"], ["mat", "cat"], bertscore=False)
