@@ -42,7 +42,7 @@ def test_two_process_gloo_ddp(tmp_path, monkeypatch):
     r0, r1 = (json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1))
     # gradients were all-reduced: the same weights on both ranks after 3 steps
     assert r0["checksum"] == r1["checksum"]
-    # each rank trained on its own shard
+    # each rank trained on its own slice of each global batch
     assert r0["data_sum"] != r1["data_sum"]
     assert r0["local_loss"] != r1["local_loss"]
     # the logged loss is the mean over ranks, written once (rank 0 only)
