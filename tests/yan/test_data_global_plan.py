@@ -161,7 +161,9 @@ def _run(ranks: list[GlobalBatches], steps: int) -> list[dict]:
     return states
 
 
-@pytest.mark.parametrize(("world", "accum", "micro"), [(2, 1, 4), (1, 2, 4), (4, 1, 2), (1, 1, 8)])
+@pytest.mark.parametrize(
+    ("world", "accum", "micro"), [(2, 2, 2), (2, 1, 4), (1, 2, 4), (4, 1, 2), (1, 1, 8)]
+)
 def test_a_two_rank_position_resumes_on_any_layout_of_the_global_batch(store, world, accum, micro):
     k, more = 23, 10  # across the end of epoch 0
     two = _ranks(store, 2, 2, 2)
