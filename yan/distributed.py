@@ -184,7 +184,9 @@ def shard(items: Sequence[T], env: DistEnv) -> Sequence[T]:
     """Rank ``r`` of ``n`` keeps items ``r, r + n, r + 2n, ...``: disjoint, near-equal slices.
 
     The slice is ``items[r::n]``: a list for a list, and a view for a memory-mapped
-    :class:`~yan.data.store.ExampleStore`, so that the rank reads its own examples only."""
+    :class:`~yan.data.store.ExampleStore`, so that the rank reads its own examples only. (The
+    trainer slices global batches instead, :mod:`yan.data.global_plan`; this is the split that
+    checkpoints of earlier versions were trained on.)"""
     out = items[env.rank :: env.world_size]
     if not len(out):
         raise ValueError(

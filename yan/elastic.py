@@ -27,11 +27,18 @@ Per-rank state (:func:`restore_rank_state`):
   Python, numpy, torch (CPU and CUDA) and the loss generator from ``(seed, rank, step)``
   (:func:`resume_seed`). The continuation is reproducible (the same resume gives the same
   run) but its noise differs from an uninterrupted run's; the expected loss does not.
-* The data position must be global to move: a source whose ``state_dict`` is the same on every
-  rank (a streamed corpus read in whole groups) continues from it on the new ranks; a source
-  may also define ``load_resharded_state(states)`` to rebuild its position from all the old
-  ranks' states. Any other position is per rank and the resume is refused, naming the process
-  count that would continue it.
+* The data position must be global to move. Both training sources keep one, saved once as the
+  checkpoint's ``"data"`` (:func:`yan.data.training.global_position`) and restored on any
+  number of processes: a streamed corpus (its blocks dealt to the ranks,
+  :mod:`yan.data.stream_position`) and an in-memory corpus, planned in global batches that every
+  rank slices the same way (:mod:`yan.data.global_plan`), so that its continuation on another
+  number of processes trains on the same global batches as an uninterrupted run. Positions
+  saved per rank (``ranks[i]["data"]``: checkpoints of earlier versions, whose in-memory
+  corpora were sharded ``rank::world_size`` with one plan per rank) continue on the same
+  number of processes; on another, a source may define ``load_resharded_state(states)`` to
+  rebuild its position from all the old ranks' states (an earlier one-process position at the
+  same global batch is the global plan's), a position that is the same on every rank is taken
+  as it is, and any other is refused, naming the process count that would continue it.
 """
 
 from __future__ import annotations
@@ -182,7 +189,13 @@ def restore_data(source: BatchSource, states: Sequence[Mapping[str, Any]], env: 
     )
     reshard = getattr(source, "load_resharded_state", None)
     if callable(reshard):
-        reshard([dict(s) for s in states])
+        try:
+            reshard([dict(s) for s in states])
+        except (ValueError, KeyError) as err:
+            raise ValueError(
+                f"--resume on {env.world_size} processes: the checkpoint was written by {old}, "
+                f"and {err}: {hint}; nothing was changed"
+            ) from None
         return
     shared = global_data_state(states)
     if shared is None:

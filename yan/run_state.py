@@ -3,11 +3,13 @@ metrics log.
 
 A checkpoint folder ``checkpoints/step-N/`` holds the model (safetensors + config + tokenizer,
 loadable with ``YAN.from_pretrained``), the optimiser state (plain tensors, loaded with
-``weights_only=True``), a JSON file with the scheduler, run settings, RNG states and data
-position, and ``checksums.json`` (sha256 and size of every other file). It is written completely
-under a hidden name and then renamed, so a crash never leaves a half-written checkpoint where a
-resume would look for one; the checksums catch what a rename cannot: a file damaged later (a bad
-disk, a stray write, a copy cut short). A resume takes the newest checkpoint that verifies.
+``weights_only=True``), a JSON file with the scheduler, run settings, per-rank RNG states and
+the data position (one for the whole run, which any number of processes continues:
+:mod:`yan.elastic`), and ``checksums.json`` (sha256 and size of every other file). It is
+written completely under a hidden name and then renamed, so a crash never leaves a
+half-written checkpoint where a resume would look for one; the checksums catch what a rename
+cannot: a file damaged later (a bad disk, a stray write, a copy cut short). A resume takes the
+newest checkpoint that verifies.
 
 One training process owns a run folder at a time (:class:`RunLock`): two runs writing one
 ``metrics.jsonl`` and one ``checkpoints/`` folder destroy each other's history.

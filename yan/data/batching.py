@@ -159,7 +159,9 @@ class BatchIterator:
         self._plan_cache = (epoch, batches)
         return batches
 
-    def _make(self, idx: np.ndarray, epoch: int) -> Seq2SeqBatch:
+    def make(self, idx: np.ndarray, epoch: int) -> Seq2SeqBatch:
+        """The batch of the examples at ``idx`` in ``epoch`` (the transform is seeded by the
+        epoch and each example's index): what the plan's batch ``idx`` yields."""
         items = [self.examples[i] for i in idx.tolist()]
         if self.transform is not None:
             items = [
@@ -174,7 +176,7 @@ class BatchIterator:
             while self.batch < len(batches):
                 idx = batches[self.batch]
                 self.batch += 1  # advance before yielding: the state names the *next* batch
-                yield self._make(idx, self.epoch)
+                yield self.make(idx, self.epoch)
             self.epoch, self.batch = self.epoch + 1, 0
             if not self.infinite:
                 return

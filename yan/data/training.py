@@ -3,15 +3,18 @@ and its validation batches, from the run's :class:`~yan.train_args.TrainArgs`.
 
 * :func:`fresh_tokenizer`: ``--tokenizer`` or the preset's; a ``bpe`` is trained on the training
   split only (:func:`corpus_texts`) by rank 0 and read back by the others.
-* :func:`build_data`: an in-memory corpus framed for the task (:func:`yan.data.prepare`), this
-  rank's shard of its training split (examples ``rank::world_size``, each rank shuffling its
-  own shard with the run seed; a view of the memory-mapped cache, so a rank reads the token ids
-  of its own examples only), and the first ``--eval-batches`` validation batches; or a
+* :func:`build_data`: an in-memory corpus framed for the task (:func:`yan.data.prepare`), its
+  training split planned once in global batches of ``--batch-size`` (the same seeded plan on
+  every rank), of which each rank takes its fixed slice per micro-batch
+  (:class:`~yan.data.global_plan.GlobalBatches`; read by index from the memory-mapped cache, so
+  a rank reads the token ids of its own rows only), and the first ``--eval-batches`` validation
+  batches; or a
   streamed pretraining corpus (:class:`StreamShard`), optionally in the infilling framing of
   App. B.2 (:func:`mask_batch`).
 
 Either training source is a :class:`BatchSource`: it saves and restores its position, so that
-a resumed run reads the batches an uninterrupted one would have.
+a resumed run reads the batches an uninterrupted one would have; both positions are global
+(:func:`global_position`), so either continues on another number of processes.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ import torch
 
 from yan.batch import Seq2SeqBatch
 from yan.config import PRESETS, YANConfig
+from yan.data.global_plan import GlobalBatches
 from yan.data.hub import HUB_CORPORA
 from yan.data.pipeline import load_corpus, make_loaders, prepare
 from yan.data.splits import split
 from yan.data.stream import PretrainStream, parse_weights
 from yan.data.stream_position import merge_positions
 from yan.data.tasks import InfillConfig, sample_mask_positions
-from yan.distributed import DistEnv, main_first, main_only, shard
+from yan.distributed import DistEnv, main_first, main_only
 from yan.resolve import task_of
 from yan.tokenizer import META_FILE, YanTokenizer, get_tokenizer
 
@@ -105,7 +109,8 @@ def save_tokenizer_atomic(tok: YanTokenizer, folder: Path) -> None:
 
 # ---- batches --------------------------------------------------------------------------------
 class BatchSource(Protocol):
-    """An iterable of batches with a resumable position (``BatchIterator``, :class:`StreamShard`)."""
+    """An iterable of batches with a resumable position (:class:`GlobalBatches`,
+    :class:`StreamShard`)."""
 
     def __iter__(self) -> Iterator[Seq2SeqBatch]: ...
 
@@ -160,7 +165,8 @@ class StreamShard:
 
 def global_position(source: BatchSource, states: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The ranks' data positions as one position that any number of ranks can resume from, or
-    ``None`` for a source whose position is per rank (an in-memory shard)."""
+    ``None`` for a source whose position is per rank (an earlier checkpoint's per-rank shard of
+    an in-memory corpus, continued as it was)."""
     merge = getattr(source, "merge_state_dicts", None)
     return merge(states) if merge is not None else None
 
@@ -199,7 +205,7 @@ class RunData:
 def build_data(
     args: TrainArgs, tok: YanTokenizer, env: DistEnv, micro: int, max_len: int
 ) -> RunData:
-    """Training iterator for this rank's shard and the (shared) validation batches."""
+    """This rank's training source and the (shared) validation batches."""
     task = task_of(args)
     sources = streamed_sources(args)
     n_val = args.eval_batches
@@ -245,13 +251,18 @@ def build_data(
         env,
     )
     n_train, n_val_ex = len(splits["train"]), len(splits.get("val", []))
-    mine = {"train": shard(splits["train"], env)}
-    if splits.get("val"):
-        mine["val"] = splits["val"]
-    loaders = make_loaders(mine, task, tok, batch_size=micro, seed=args.seed)
-    val = list(islice(iter(loaders["val"]), n_val)) if "val" in loaders else []
+    # one plan of global batches over the whole split, the same on every rank; each rank
+    # builds (and reads) only its own slice of each (yan.data.global_plan)
+    global_batch = env.world_size * args.grad_accum * micro
+    plan = make_loaders(
+        {"train": splits["train"]}, task, tok, batch_size=global_batch, seed=args.seed
+    )
+    val_loaders = make_loaders(
+        {"val": splits.get("val", [])}, task, tok, batch_size=micro, seed=args.seed
+    )
+    val = list(islice(iter(val_loaders["val"]), n_val)) if "val" in val_loaders else []
     desc = f"{args.data} ({task}: {n_train} train / {n_val_ex} val examples)"
-    return RunData(loaders["train"], val, desc)
+    return RunData(GlobalBatches(plan["train"], env, args.grad_accum), val, desc)
 
 
 __all__ = [
