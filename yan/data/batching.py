@@ -159,6 +159,22 @@ class BatchIterator:
         self._plan_cache = (epoch, batches)
         return batches
 
+    def with_examples(self, examples: Sequence[Example], batch_size: int) -> BatchIterator:
+        """A new iterator, at the start, with this one's settings (order, buckets, transform)
+        over other examples and another batch size."""
+        return BatchIterator(
+            examples,
+            batch_size,
+            self.pad_id,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            infinite=self.infinite,
+            bucket=self.bucket,
+            bucket_window=self.bucket_window,
+            drop_last=self.drop_last,
+            transform=self.transform,
+        )
+
     def make(self, idx: np.ndarray, epoch: int) -> Seq2SeqBatch:
         """The batch of the examples at ``idx`` in ``epoch`` (the transform is seeded by the
         epoch and each example's index): what the plan's batch ``idx`` yields."""

@@ -210,18 +210,7 @@ class GlobalBatches:
             self._adopt(state)
             return
         p = self.plan
-        legacy = BatchIterator(
-            shard(p.examples, self.env),
-            self.micro,
-            p.pad_id,
-            shuffle=p.shuffle,
-            seed=p.seed,
-            infinite=p.infinite,
-            bucket=p.bucket,
-            bucket_window=p.bucket_window,
-            drop_last=p.drop_last,
-            transform=p.transform,
-        )
+        legacy = p.with_examples(shard(p.examples, self.env), self.micro)
         legacy.load_state_dict(state)  # ValueError when it is not this shard's position
         self.legacy = legacy
 
