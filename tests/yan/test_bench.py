@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from yan.bench import REQUIRED_KEYS, LatencyConfig, count_flops, main, time_call
 from yan.bench.isotropy import VARIANTS, IsotropyConfig, isotropy_main
 from yan.bench.latency import add_reference_ratios, goal_check
-from yan.bench.quality import QualityConfig, diversity, quality_main, summary
+from yan.bench.quality import QualityConfig, diversity, markdown_report, quality_main, summary
+from yan.bench.report import QUICK_WORK
 from yan.bench.timing import matmul_peak, resolve_device
 from yan.bench.workloads import build_generator, random_source, supports
 
@@ -214,6 +215,37 @@ def test_quality_summary_averages_over_seeds():
     assert rows[0]["rougeL_std"] == pytest.approx(7.0710678)
 
 
+def test_quick_runs_train_their_own_models_on_their_own_budget(monkeypatch, tmp_path):
+    full_q, quick_q = QualityConfig(), QualityConfig.quick()
+    full_i, quick_i = IsotropyConfig(), IsotropyConfig.quick()
+    # apart from the full runs' models: a quick run never overwrites nor reuses them
+    assert quick_q.work == quick_i.work == QUICK_WORK != full_q.work == full_i.work
+    assert quick_q.quick_run and quick_i.quick_run and not (full_q.quick_run or full_i.quick_run)
+    # masked diffusion's quick budget is fixed, not the (demo) YAN checkpoint's 2,100 steps
+    assert full_q.diffusion_steps_budget is None and quick_q.diffusion_steps_budget == 100
+    assert quick_q.limit < full_q.limit and quick_i.steps < full_i.steps
+    got = {}
+    monkeypatch.setattr("yan.bench.cli.latency_main", lambda cfg, out, js: got.update(lat=cfg))
+    monkeypatch.setattr("yan.bench.quality.quality_main", lambda cfg, out: got.update(q=cfg))
+    monkeypatch.setattr("yan.bench.isotropy.isotropy_main", lambda cfg, out: got.update(i=cfg))
+    main(["all", "--quick"])
+    assert got["q"] == quick_q and got["i"] == quick_i and "lat" in got
+    main(["all"])
+    assert got["q"] == full_q and got["i"] == full_i
+    main(["quality", "--quick", "--work", str(tmp_path)])  # --work still wins
+    assert got["q"].work == tmp_path and got["q"].quick_run
+
+
+def test_quality_report_of_a_quick_run_says_so():
+    record = dict(model="yan-trf", T_label="3", seed=0, rougeL=1.0, rouge1=0, masked_acc=0,
+                  dist2=0, self_bleu=0, semdist=0, tokens_per_s=1)  # fmt: skip
+    meta = dict(yan_checkpoint="y", yan_training_steps=2100, diffusion_checkpoint="m",
+                diffusion_training_steps=100, examples=32, data="d", max_len=64)  # fmt: skip
+    assert "Quick run" not in markdown_report([record], {**meta, "quick": False})
+    quick = markdown_report([record], {**meta, "quick": True})
+    assert "**Quick run** (`--quick`)" in quick and "not the benchmark's numbers" in quick
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -268,7 +300,7 @@ def corpus(tmp_path, monkeypatch):
 def test_isotropy_bench_end_to_end_at_tiny_sizes(corpus, tmp_path):
     cfg = IsotropyConfig(
         preset="tiny", data=str(corpus), max_len=16, steps=2, batch_size=4, warmup=1,
-        eval_texts=6, components=3, work=tmp_path / "work",
+        eval_texts=6, components=3, work=tmp_path / "work", quick_run=True,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -281,7 +313,9 @@ def test_isotropy_bench_end_to_end_at_tiny_sizes(corpus, tmp_path):
     for r in records:
         assert 0 < r["pc2_share"] <= r["pc1_share"] <= r["topk_share"] <= 100
         assert 0 < r["participation_ratio"] <= 1 and 0 <= r["recon_acc"] <= 100
-    assert paths["figure"].stat().st_size > 0 and "CE+MMD" in paths["markdown"].read_text()
+    assert all(r["quick"] for r in records)
+    report = paths["markdown"].read_text()
+    assert paths["figure"].stat().st_size > 0 and "CE+MMD" in report and "Quick run" in report
 
 
 def test_quality_bench_end_to_end_at_tiny_sizes(corpus, tmp_path):

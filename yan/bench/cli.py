@@ -1,7 +1,9 @@
 """``yan bench [latency|quality|isotropy|learn|all] [options]``: run benchmarks, write reports.
 
 Everything goes to ``--out`` (default ``reports/``): flat JSON records, a markdown report and
-PNG figures per part. ``--quick`` is a few-minute version of each part.
+PNG figures per part. ``--quick`` is a few-minute version of each part; quality and isotropy
+then train their models to small budgets of their own in ``outputs/bench-quick`` and say so in
+their reports.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from yan.cli import exit_with_error
 from yan.precision import ALIASES, DTYPES
 
 MODES = ("latency", "quality", "isotropy", "learn", "all")
-# `all` is the three parts of a few minutes each (under 10 minutes together with --quick on a
-# 2-core CPU); `learn` trains eight models to equal budgets (~25 minutes even with --quick)
-# and is run on its own
+# `all` is the three parts of a few minutes each (with --quick 530 s together on a 2-core CPU:
+# latency 325 s, quality 131 s, isotropy 72 s); `learn` trains eight models to equal budgets
+# (~25 minutes even with --quick) and is run on its own
 ALL = ("latency", "quality", "isotropy")
 
 

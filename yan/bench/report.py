@@ -14,6 +14,15 @@ import torch
 from moefm import tables
 from yan.bench.timing import load_average
 
+# Where ``--quick`` runs keep the models they train: apart from the full runs' (``outputs/bench``),
+# so a quick run never overwrites a full run's models nor is reused by one
+QUICK_WORK = Path("outputs/bench-quick")
+
+
+def quick_note(what: str) -> str:
+    """The line a ``--quick`` report opens with, so nobody takes it for the full numbers."""
+    return f"**Quick run** (`--quick`): a smoke test with {what}; not the benchmark's numbers.\n"
+
 
 def fmt(value: Any, digits: int = 2) -> str:
     """A table cell: numbers with ``digits`` decimals (big ones with thousands separators)."""
@@ -107,10 +116,12 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 
 
 __all__ = [
+    "QUICK_WORK",
     "fmt",
     "machine_info",
     "markdown_table",
     "new_figure",
+    "quick_note",
     "save_figure",
     "write_json",
     "write_outputs",
