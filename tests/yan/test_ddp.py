@@ -38,7 +38,7 @@ def test_two_process_gloo_ddp(tmp_path, monkeypatch):
         "--device", "cpu", "--debug-rank-dump", str(dump),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, f"torchrun exited {proc.returncode}:\n{proc.stderr[-3000:]}"
     r0, r1 = (json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1))
     # gradients were all-reduced: the same weights on both ranks after 3 steps
     assert r0["checksum"] == r1["checksum"]

@@ -241,6 +241,9 @@ def test_data_path_flags_are_checked():
         check_args(TrainArgs(out="o", data="d", preset="tiny", num_workers=-1))
 
 
+# Three torchrun launches of two processes with DataLoader workers: ~35 s, the slowest test of
+# the suite, so it runs with `make test-all`; in-process tests here cover the same positions.
+@pytest.mark.slow
 def test_two_process_streamed_run_saves_one_global_position_and_resumes_exactly(tmp_path):
     rng = np.random.default_rng(0)
     words = "river mountain city music science history water light garden".split()
@@ -260,7 +263,7 @@ def test_two_process_streamed_run_saves_one_global_position_and_resumes_exactly(
             "--num-workers", "1", "--resume", "--overwrite",
         ]  # fmt: skip
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, f"torchrun exited {proc.returncode}:\n{proc.stderr[-3000:]}"
 
     run(tmp_path / "whole", 5)
     run(tmp_path / "cut", 3)

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from yan.bench.learn.config import LearnConfig
 from yan.bench.learn.data import TaskData
 from yan.data.tasks import Example
 
@@ -142,13 +143,14 @@ def label_scores(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, flo
     return {"label_acc": acc, "label_share": label_share(list(predicted))}
 
 
-def budget_records(cfg: Any, data: TaskData, tok: Any) -> list[dict[str, Any]]:
+def budget_records(cfg: LearnConfig, data: TaskData, tok: Any) -> list[dict[str, Any]]:
     """Classification references held to the neural fine-tune's data budget, ``n =
     finetune_steps x batch_size`` reviews: ``bag-of-embeddings`` (trained from scratch with the
     benchmark's optimiser for ``finetune_steps`` steps,
     :mod:`yan.bench.learn.bag_of_embeddings`) and ``tfidf-logreg-budget`` (TF-IDF + LR fitted
-    on the ``n`` reviews, the first epoch of its order, when the split holds that many). They separate what the budget allows
-    from what a model makes of it."""
+    on those ``n`` reviews: the first ones of the bag's order, which see no review twice when
+    the split holds ``n``). They separate what the budget allows from what a model makes of it.
+    """
     from yan.bench.learn.bag_of_embeddings import bag_of_embeddings_predictions, epoch_order
 
     train, test = data.classify_train, data.examples["classify"]
