@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from yan.bench.learn.bag_of_embeddings import bag_of_embeddings_predictions, epoch_order
 from yan.bench.learn.config import LearnConfig
@@ -35,8 +36,10 @@ def test_bag_of_embeddings_learns_word_level_sentiment_and_not_without_steps():
     # one step at a tenth of the rate has learnt nothing: the reference measures the budget
     untrained, _ = bag_of_embeddings_predictions(train, test, 31, steps=1, **budget)
     assert np.mean([p == g for p, g in zip(untrained, gold)]) < 0.8
+    before = torch.random.get_rng_state()
     again, _ = bag_of_embeddings_predictions(train, test, 31, steps=200, **budget)
     assert again == learnt  # seeded
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is left alone
 
 
 def test_bag_of_embeddings_refuses_an_empty_budget_or_split():

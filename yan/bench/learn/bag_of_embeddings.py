@@ -75,8 +75,9 @@ def bag_of_embeddings_predictions(
     names = sorted({str(e.meta["target"]) for e in train})
     index = {name: i for i, name in enumerate(names)}
     labels = torch.tensor([index[str(e.meta["target"])] for e in train])
-    torch.manual_seed(seed)
-    model = BagOfEmbeddings(vocab_size, len(names))
+    with torch.random.fork_rng():  # seeded weights, and the caller's RNG left as it was
+        torch.manual_seed(seed)
+        model = BagOfEmbeddings(vocab_size, len(names))
     optimizer = build_optimizer(model.parameters(), lr)
     schedule = warmup_constant(optimizer, warmup)
     order: list[int] = []
