@@ -1,8 +1,10 @@
 """A small single-process training loop for the baselines on in-memory batches (optimiser
-settings of App. B.3), what the learn and quality benchmarks call.
+settings of App. B.3): a few lines to train a baseline in a notebook or a test.
 
-Training at scale (DDP, bf16, gradient accumulation, checkpoints with exact resume) goes through
-YAN's own trainer: ``yan train --model gpt2|bart|masked-diffusion`` (:mod:`yan.train_objectives`).
+Every comparison with YAN (the learn and quality benchmarks, training at scale with DDP, bf16,
+gradient accumulation and checkpoints with exact resume) goes through YAN's own trainer instead,
+``yan train --model gpt2|bart|masked-diffusion`` (:mod:`yan.train_objectives`), so that both
+sides get the same optimiser, schedule, clipping and data order.
 """
 
 from __future__ import annotations

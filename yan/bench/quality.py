@@ -6,8 +6,9 @@ tokenizer and number of optimiser steps:
 
 - YAN-TRF: the demo checkpoint (``outputs/yan-demo/stage2``, ``python -m yan.demo``) when it
   exists, else stage 1 + stage 2 trained here with the trainer (``yan.train.train``);
-- masked diffusion (LLaDA-style): trained here with :func:`yan.baselines.train_baseline` on the
-  same infilling training split, for as many steps as YAN's two stages together.
+- masked diffusion (LLaDA-style): trained here by the same trainer (``--model
+  masked-diffusion``) on the same infilling training split, for as many steps as YAN's two
+  stages together.
 
 Each is evaluated on the same held-out test examples at several T (YAN: Euler steps, frozen
 routing, several noise seeds; masked diffusion: denoising steps, greedy, deterministic, and
@@ -17,6 +18,7 @@ masked positions, Dist-2, Self-BLEU and SemDist of the generations (sec. 5.4), t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections.abc import Sequence
@@ -31,7 +33,6 @@ from yan.bench.report import (
     new_figure,
     quick_note,
     save_figure,
-    write_json,
     write_outputs,
 )
 from yan.config import replace_given
@@ -169,49 +170,37 @@ def trained_steps(folder: Path) -> int:
 
 
 def diffusion_checkpoint(cfg: QualityConfig, yan: Checkpoint, steps: int) -> Path:
-    """Masked diffusion trained on YAN's infilling training split with YAN's tokenizer.
+    """Masked diffusion trained for ``steps`` optimiser steps with YAN's trainer (``yan train
+    --model masked-diffusion``: the optimiser, warm-up, clipping and data order of a YAN run)
+    on the data, sequence length, seed and tokenizer of the YAN checkpoint, infilling task.
 
-    Reused when ``work/masked-diffusion`` holds a model trained with the same settings.
+    A rerun resumes or reuses the run in ``work/masked-diffusion-<preset>``.
     """
-    from yan.baselines import build_baseline, save_baseline, train_baseline
-    from yan.data import make_loaders, prepare
+    from yan.train import train
+    from yan.train_args import resumable_run
 
+    info = yan.info
+    budget = dataclasses.replace(
+        cfg,
+        max_len=info.max_len or cfg.max_len,
+        seed=info.seed if info.seed is not None else cfg.seed,
+    )
     folder = cfg.work / f"masked-diffusion-{cfg.preset}"
-    tok, info = yan.tokenizer, yan.info
-    max_len = info.max_len or cfg.max_len
-    settings = {
-        "preset": cfg.preset,
-        "data": info.data or cfg.data,
-        "max_len": max_len,
-        "seed": info.seed if info.seed is not None else cfg.seed,
-        "tokenizer": tok.fingerprint,
-        "steps": steps,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "warmup": cfg.warmup,
-    }
-    stamp = folder / "bench_settings.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == settings:
-        return folder
-    splits = prepare(settings["data"], "infill", tok, max_len=max_len, seed=settings["seed"])
-    loaders = make_loaders(
-        {"train": splits["train"]}, "infill", tok, batch_size=cfg.batch_size, seed=cfg.seed
+    print(f"masked diffusion ({cfg.preset}): {steps} steps on {info.data or cfg.data} (infill)")
+    args = resumable_run(
+        folder,
+        budget,
+        model="masked-diffusion",
+        data=info.data or cfg.data,
+        stage="2",
+        task="infill",
+        preset=cfg.preset,
+        tokenizer=str(yan.path),
+        max_steps=steps,
+        save_every=250,
+        device=_device(cfg),
     )
-    model = build_baseline(
-        "masked-diffusion",
-        cfg.preset,
-        vocab_size=tok.vocab_size,
-        pad_id=tok.pad_id,
-        mask_id=tok.mask_id,
-        max_len=2 * max_len,
-    ).to(_device(cfg))
-    print(
-        f"training masked diffusion ({cfg.preset}) for {steps} steps on {settings['data']} (infill)"
-    )
-    train_baseline(model, loaders["train"], steps, lr=cfg.lr, warmup_steps=cfg.warmup)
-    save_baseline(model, folder)
-    tok.save(folder)
-    write_json(stamp, settings)
+    train(args)
     return folder
 
 

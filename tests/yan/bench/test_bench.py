@@ -334,6 +334,8 @@ def test_quality_bench_end_to_end_at_tiny_sizes(corpus, tmp_path):
         ("masked-diffusion", "2", 0), ("masked-diffusion", "L", 0),
     }  # fmt: skip
     assert data["meta"]["yan_training_steps"] == data["meta"]["diffusion_training_steps"] == 4
+    run = json.loads((cfg.work / "masked-diffusion-tiny" / "run.json").read_text())
+    assert (run["model"], run["task"], run["max_steps"]) == ("masked-diffusion", "infill", 4)
     for name in ("quality_vs_T", "quality_diversity"):
         assert paths[name].stat().st_size > 0
 

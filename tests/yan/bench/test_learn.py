@@ -4,6 +4,7 @@ and the whole benchmark end to end at tiny sizes (records, report, figure, reuse
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,13 @@ def test_learn_bench_end_to_end_at_tiny_size(tmp_path, monkeypatch):
     assert {r["steps"] for r in baseline} == {4}, "baselines get YAN's two stages' steps"
     classify = [r for r in records if r["model"] == "masked-diffusion" and r["task"] == "classify"]
     assert {r["steps"] for r in classify} == {5}
+    for name in ("gpt2", "masked-diffusion"):  # trained by YAN's trainer, as YAN is
+        infill = json.loads((cfg.work / name / "infill" / "run.json").read_text())
+        tuned = json.loads((cfg.work / name / "classify" / "run.json").read_text())
+        assert (infill["model"], infill["stage"], infill["max_steps"]) == (name, "2", 4)
+        assert (tuned["model"], tuned["stage"], tuned["max_steps"]) == (name, "finetune", 1)
+        assert Path(tuned["init"]) == cfg.work / name / "infill"
+        assert infill["lr"] == tuned["lr"] == cfg.lr and infill["batch_size"] == cfg.batch_size
     # every generative model: rank classification and free generation, per T
     settings = {"yan-trf": (1, 2), "yan-mamba": (1, 2), "masked-diffusion": (2,), "gpt2": (None,)}
     for model, Ts in settings.items():

@@ -19,8 +19,10 @@ benchmark scores what a model has to *learn*, next to what costs nothing:
   optimiser and steps, :mod:`yan.bench.learn.bag_of_embeddings`) and ``tfidf-logreg-budget``
   (TF-IDF + LR on that many reviews);
 - budget: one tokenizer, the same data, ``max_len`` 64, batch size and learning rate for every
-  model; a baseline trains for as many optimiser steps as YAN's two stages together (and the
-  same number of classification steps). Wall-clock training seconds are reported too;
+  model, and one trainer (:func:`yan.train.train`; a baseline is ``--model gpt2`` or
+  ``masked-diffusion``: the same AdamW, warm-up, clipping and seeded data order as YAN); a
+  baseline trains for as many optimiser steps as YAN's two stages together (and the same
+  number of classification steps). Wall-clock training seconds are reported too;
 - metrics: ``token_acc`` (all target tokens), ``masked_acc`` (masked positions only),
   ``rouge1`` / ``rougeL``, ``exact_match`` (the masked last word); for classification
   ``label_acc`` (the headline) is rank classification over the training label set -- each
@@ -124,7 +126,7 @@ def run_learn(cfg: LearnConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         records += yan_records(cfg, run, arch, data)
     for name in cfg.baselines:
         print(f"== {name}: {cfg.pretrain_steps} steps (infill) + {cfg.finetune_steps} (classify)")
-        records += baseline_records(cfg, name, tok, data)
+        records += baseline_records(cfg, name, tokenizer, data)
     meta = {
         "config": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()

@@ -3,98 +3,60 @@ and score it on every task."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from yan.bench.learn.config import LearnConfig
 from yan.bench.learn.data import TaskData
 from yan.bench.learn.scoring import _log, classify_scores, metric_records, score_task
-from yan.bench.report import write_json
 
 
 # ---- baselines ----------------------------------------------------------------------------------
 def train_baseline_run(
-    cfg: LearnConfig, name: str, tok: Any, task: str, data: str, steps: int, init: Path | None
-) -> tuple[Path, float]:
-    """Train (or reuse) one baseline on ``task``; returns its folder and training seconds."""
-    from yan import data as yan_data
-    from yan.baselines import (
-        baseline_class,
-        build_baseline,
-        load_baseline,
-        save_baseline,
-        train_baseline,
-    )
-    from yan.baselines.common import BaselineConfig
-    from yan.resolve import ALIGNED_TASKS
+    cfg: LearnConfig, name: str, tokenizer: Path, task: str, data: str, steps: int,
+    init: Path | None,
+) -> tuple[Path, float]:  # fmt: skip
+    """Train (or reuse) one baseline on ``task`` with YAN's trainer (:func:`yan.train.train`,
+    ``--model name``): the optimiser, warm-up, clipping, data order and checkpoints of the YAN
+    runs it is compared with. ``tokenizer`` is the folder of YAN's stage 1 (one tokenizer for
+    every model); ``init`` the infilling run a classification fine-tune starts from. Returns
+    the run's folder and its training seconds; a rerun skips a finished run."""
+    from yan.train import train
+    from yan.train_args import resumable_run
 
     folder = cfg.work / name / task
-    settings = {
-        "preset": cfg.preset,
-        "data": data,
-        "task": task,
-        "init": str(init) if init else None,
-        "steps": steps,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "warmup": cfg.warmup,
-        "max_len": cfg.max_len,
-        "seed": cfg.seed,
-        "tokenizer": tok.fingerprint,
-        "aligned_positions": True,  # target positions restart at 0 (BaselineConfig)
-        "conv_kernel": BaselineConfig.conv_kernel,  # the default every baseline is built with
-        "keep_source": task in ALIGNED_TASKS,
-    }
-    stamp = folder / "bench_settings.json"
-    if stamp.is_file():
-        saved = json.loads(stamp.read_text())
-        if saved.get("settings") == settings:
-            return folder, float(saved["seconds"])
-    torch.manual_seed(cfg.seed)
-    splits = yan_data.prepare(data, task, tok, max_len=cfg.max_len, seed=cfg.seed)
-    loaders = yan_data.make_loaders(
-        {"train": splits["train"]}, task, tok, batch_size=cfg.batch_size, seed=cfg.seed
+    if init is None:  # a new model of the preset's size, reading data of max_len
+        spec = dict(stage="2", preset=cfg.preset, tokenizer=str(tokenizer))
+    else:  # model, tokenizer and positions are the checkpoint's
+        spec = dict(stage="finetune", init=init)
+    args = resumable_run(
+        folder,
+        cfg,
+        model=name,
+        data=data,
+        task=task,
+        max_steps=steps,
+        save_every=250,
+        log_every=50,
+        device=cfg.device_name(),
+        progress=cfg.progress,
+        **spec,
     )
-    if init is not None:
-        model = load_baseline(init, device=cfg.device_name())
-    else:
-        # the positions a source and a target of max_len take in the baseline's layout
-        max_len = baseline_class(name).positions(cfg.max_len, cfg.max_len)
-        model = build_baseline(
-            name,
-            cfg.preset,
-            vocab_size=tok.vocab_size,
-            pad_id=tok.pad_id,
-            mask_id=tok.mask_id,
-            max_len=max_len,
-        ).to(cfg.device_name())
-    # aligned tasks keep the visible source tokens, as YAN's source start does (per task, so
-    # the classification fine-tune of an infilling model generates its whole target)
-    model.config.keep_source = task in ALIGNED_TASKS
-    start = time.perf_counter()
-    train_baseline(
-        model, loaders["train"], steps, lr=cfg.lr, warmup_steps=cfg.warmup, progress=cfg.progress
-    )
-    seconds = time.perf_counter() - start
-    save_baseline(model, folder)
-    tok.save(folder)
-    write_json(stamp, {"settings": settings, "seconds": seconds})
-    return folder, seconds
+    return folder, train(args).elapsed
 
 
-def baseline_records(cfg: LearnConfig, name: str, tok: Any, data: TaskData) -> list[dict[str, Any]]:
-    """Train one baseline (infill, then classification from it) and score it on every task."""
+def baseline_records(
+    cfg: LearnConfig, name: str, tokenizer: Path, data: TaskData
+) -> list[dict[str, Any]]:
+    """Train one baseline (infill, then classification from it) and score it on every task
+    (``tokenizer``: the folder of YAN's stage 1, see :func:`train_baseline_run`)."""
     from yan.evaluate import generate_ids, load_checkpoint
 
     infill, s_infill = train_baseline_run(
-        cfg, name, tok, "infill", cfg.data, cfg.pretrain_steps, None
+        cfg, name, tokenizer, "infill", cfg.data, cfg.pretrain_steps, None
     )
     classify, s_cls = train_baseline_run(
-        cfg, name, tok, "classify", cfg.classify_data, cfg.finetune_steps, infill
+        cfg, name, tokenizer, "classify", cfg.classify_data, cfg.finetune_steps, infill
     )
     device = cfg.device_name()
     records: list[dict[str, Any]] = []
@@ -103,6 +65,7 @@ def baseline_records(cfg: LearnConfig, name: str, tok: Any, data: TaskData) -> l
         (classify, ("classify",), cfg.pretrain_steps + cfg.finetune_steps, s_infill + s_cls),
     ):
         ckpt = load_checkpoint(folder, baseline=name, device=device)
+        tok = ckpt.tokenizer
         settings = cfg.diffusion_T if ckpt.uses_steps else (None,)
         for task in tasks:
             for T in settings:
