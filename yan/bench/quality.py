@@ -94,7 +94,7 @@ class QualityConfig:
         """A few-minute smoke run of every step of the full one, on a 2-core CPU.
 
         Its own budgets throughout: masked diffusion gets a fixed 100 steps even when the demo
-        checkpoint (1,500 + 600 steps) stands in for YAN, so the budgets are not equal and the
+        checkpoint (1,200 + 300 steps) stands in for YAN, so the budgets are not equal and the
         numbers are not the benchmark's. Its models go to their own ``work`` folder, so a quick
         run never overwrites, or is reused by, a full run.
         """
