@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from torch.utils.data import DataLoader, Dataset
@@ -54,22 +56,38 @@ def test_the_exit_code_is_ex_tempfail():
 
 
 class WorkerPids(Dataset):
-    """Each item is the pid of the process that loaded it."""
+    """Each item is the pid of the process that loaded it. Loading item 1 first leaves a mark
+    in ``ready`` and then waits a moment, so that a signal sent once the mark is there reaches
+    the worker inside ``__getitem__``, where it holds none of the DataLoader's shared locks.
+    (A worker killed while it holds one, e.g. the done event's lock it takes after every index
+    it receives, leaves the main process waiting for that lock forever.)"""
+
+    def __init__(self, ready: Path) -> None:
+        self.ready = ready
 
     def __len__(self) -> int:
         return 4
 
     def __getitem__(self, i: int) -> int:
+        if i == 1:
+            self.ready.touch()
+            time.sleep(1.0)
         return os.getpid()
 
 
 @pytest.mark.parametrize("init", [None, ignore_stop_signals], ids=["default", "ignoring"])
-def test_a_data_worker_survives_a_stop_signal_only_when_it_ignores_it(init):
+def test_a_data_worker_survives_a_stop_signal_only_when_it_ignores_it(init, tmp_path):
     """A scheduler (and torchrun, through the process group) signals data workers too: by
     default one dies, and its training process fails with it before it can save."""
-    loader = DataLoader(WorkerPids(), num_workers=1, worker_init_fn=init, timeout=20)
+    ready = tmp_path / "loading-item-1"
+    # the timeout is how long the default case waits before it finds its worker dead
+    loader = DataLoader(WorkerPids(ready), num_workers=1, worker_init_fn=init, timeout=5)
     batches = iter(loader)
     worker = int(next(batches))
+    deadline = time.monotonic() + 20
+    while not ready.exists():  # the worker is inside __getitem__(1): no shared lock is held
+        assert time.monotonic() < deadline, "the data worker never started loading item 1"
+        time.sleep(0.01)
     os.kill(worker, signal.SIGTERM)
     if init is None:
         with pytest.raises(RuntimeError, match="DataLoader worker .* (exited|killed)"):
