@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yan.bench.budget import RunBudget
 from yan.bench.report import (
     QUICK_WORK,
     announce,
@@ -58,34 +59,24 @@ VARIANTS: dict[str, dict[str, float]] = {
 
 
 @dataclass
-class IsotropyConfig:
-    """Settings: model preset, data, training budget and analysis sizes.
+class IsotropyConfig(RunBudget):
+    """Settings: the shared budget (:class:`~yan.bench.budget.RunBudget`: preset ``small`` or
+    ``tiny``, data, max_len, batch_size, lr, warmup, seed, device) and the analysis sizes.
 
     Attributes:
-        preset: YAN preset of the four autoencoders (``small`` or ``tiny``).
-        data, max_len, seed: training text, sequence length, seed (split and initialisation).
-        steps, batch_size, lr, warmup: the stage-1 budget of each variant.
+        steps: the stage-1 steps of each variant.
         eval_texts: held-out texts encoded for the PCA.
         components: leading principal components reported.
         plot_tokens: number of frequent tokens coloured in the figure.
         work: folder for the trained autoencoders (a rerun reuses finished ones).
-        device: ``cpu``, ``cuda`` or ``None`` (CUDA when available).
         quick_run: a smoke run (:meth:`quick`): its report and records say so.
     """
 
-    preset: str = "small"
-    data: str = "wiki-mini"
-    max_len: int = 64
-    seed: int = 0
     steps: int = 600
-    batch_size: int = 16
-    lr: float = 1e-3
-    warmup: int = 50
     eval_texts: int = 256
     components: int = 10
     plot_tokens: int = 6
     work: Path = Path("outputs/bench")
-    device: str | None = None
     quick_run: bool = False
 
     @classmethod
@@ -106,7 +97,7 @@ def train_variants(cfg: IsotropyConfig) -> dict[str, Path]:
     from yan.train import train
     from yan.train_args import resumable_run
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = cfg.device_name()
     root = cfg.work / f"isotropy-{cfg.preset}-{cfg.steps}"
     folders: dict[str, Path] = {}
     tokenizer: str | None = None

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yan.bench.budget import RunBudget
 from yan.bench.report import (
     QUICK_WORK,
     announce,
@@ -50,43 +51,35 @@ DEMO_CHECKPOINT = Path("outputs/yan-demo/stage2")
 
 
 @dataclass
-class QualityConfig:
+class QualityConfig(RunBudget):
     """Settings of the quality benchmark.
+
+    The shared budget (:class:`~yan.bench.budget.RunBudget`) is that of the models trained
+    here (YAN and masked diffusion; preset ``small``, or ``tiny`` in tests), with the demo's
+    settings; evaluation uses the checkpoint's recorded data / length / seed.
 
     Attributes:
         checkpoint: a YAN infilling checkpoint; ``None``: the demo's if present, else train.
-        preset: size of the models trained here (YAN and masked diffusion): ``small`` or
-            ``tiny`` (tests).
         work: folder for the models trained here (reused on the next run).
-        data, max_len, seed: training data, sequence length and seed when training here (the
-            demo's settings); evaluation uses the checkpoint's recorded data/length/seed.
         yan_steps: Euler steps T for YAN.
         diffusion_steps: denoising steps for masked diffusion (``T = L`` is always added).
         seeds: YAN noise seeds per T (masked diffusion is deterministic: one run).
         limit: test examples evaluated.
-        stage1_steps, stage2_steps, batch_size, lr, warmup: training budget here (the demo's).
+        stage1_steps, stage2_steps: YAN's training steps here (the demo's).
         diffusion_steps_budget: optimiser steps of masked diffusion; ``None`` = YAN's total.
-        device: ``cpu``, ``cuda`` or ``None`` (CUDA when available).
         quick_run: a smoke run (:meth:`quick`): its report and metadata say so.
     """
 
     checkpoint: Path | None = None
-    preset: str = "small"
     work: Path = Path("outputs/bench")
-    data: str = "wiki-mini"
-    max_len: int = 64
-    seed: int = 0
     yan_steps: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12)
     diffusion_steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     seeds: tuple[int, ...] = (0, 1, 2)
     limit: int = 256
     stage1_steps: int = 1500
     stage2_steps: int = 600
-    batch_size: int = 16
-    lr: float = 1e-3
-    warmup: int = 100
+    warmup: int = 100  # the demo's
     diffusion_steps_budget: int | None = None
-    device: str | None = None
     quick_run: bool = False
 
     @classmethod
@@ -126,12 +119,6 @@ class QualityConfig:
         )
 
 
-def _device(cfg: QualityConfig) -> str:
-    import torch
-
-    return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 # ---- models -------------------------------------------------------------------------------------
 def yan_checkpoint(cfg: QualityConfig) -> Path:
     """The YAN infilling checkpoint: given, the demo's, or trained here (stage 1 + stage 2)."""
@@ -145,7 +132,7 @@ def yan_checkpoint(cfg: QualityConfig) -> Path:
     from yan.train_args import resumable_run
 
     s1, s2 = cfg.work / f"yan-{cfg.preset}-stage1", cfg.work / f"yan-{cfg.preset}-stage2"
-    common = dict(data=cfg.data, preset=cfg.preset, save_every=100, device=_device(cfg))
+    common = dict(data=cfg.data, preset=cfg.preset, save_every=100, device=cfg.device_name())
     train(resumable_run(s1, cfg, stage="1", task="pretrain", max_steps=cfg.stage1_steps, **common))
     train(
         resumable_run(
@@ -198,7 +185,7 @@ def diffusion_checkpoint(cfg: QualityConfig, yan: Checkpoint, steps: int) -> Pat
         tokenizer=str(yan.path),
         max_steps=steps,
         save_every=250,
-        device=_device(cfg),
+        device=cfg.device_name(),
     )
     train(args)
     return folder
@@ -257,7 +244,7 @@ def evaluate_settings(
 
 def run_quality(cfg: QualityConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train or load both models, evaluate every (model, T, seed); records and run metadata."""
-    device = _device(cfg)
+    device = cfg.device_name()
     yan_dir = yan_checkpoint(cfg)
     yan = load_checkpoint(yan_dir, device=device)
     examples = split_examples(yan, "infill", limit=cfg.limit)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from yan.bench.budget import RunBudget
 
 TASKS = ("copy", "infill", "last-word", "classify")
 MODELS = (
@@ -37,13 +37,14 @@ ARCH_NAMES = {"transformer": "yan-trf", "mamba": "yan-mamba"}
 
 
 @dataclass
-class LearnConfig:
+class LearnConfig(RunBudget):
     """What ``yan bench learn`` trains and scores (see the module docstring).
 
+    The shared budget (preset, data, max_len, batch_size, lr, warmup, seed, device) is
+    :class:`~yan.bench.budget.RunBudget`'s; ``data`` is the copy / infill / last-word corpus.
+
     Attributes:
-        preset: YAN size preset; the baselines use their preset of the same name.
-        data, classify_data: the text corpus (copy, infill, last-word) and the labelled one.
-        max_len, batch_size, lr, warmup: shared by every model.
+        classify_data: the labelled corpus of the classification task.
         stage1_steps, stage2_steps: YAN's two stages; each baseline trains for their sum.
         mamba_stage2_steps: stage-2 steps of YAN-M when they must differ (``None``: the same).
             On a CPU the pure-PyTorch selective scan makes a YAN-M stage-2 step ~4x a
@@ -63,13 +64,7 @@ class LearnConfig:
         work: folder for the trained models; reruns reuse finished ones.
     """
 
-    preset: str = "small"
-    data: str = "wiki-mini"
     classify_data: str = "movie-reviews"
-    max_len: int = 64
-    batch_size: int = 16
-    lr: float = 1e-3
-    warmup: int = 50
     stage1_steps: int = 1500
     stage2_steps: int = 500
     mamba_stage2_steps: int | None = None
@@ -81,11 +76,9 @@ class LearnConfig:
     diffusion_T: tuple[int | None, ...] = (8, None)
     eval_examples: int = 500
     classify_examples: int | None = None
-    seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
     low_precision: str | None = "bfloat16"
     work: Path = Path("runs/bench-learn")
-    device: str | None = None
     progress: bool = True
 
     @classmethod
@@ -133,6 +126,3 @@ class LearnConfig:
         if arch == "mamba" and self.mamba_stage2_steps is not None:
             return self.mamba_stage2_steps
         return self.stage2_steps
-
-    def device_name(self) -> str:
-        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
