@@ -462,6 +462,12 @@ def latent_flow_loss(
         u_experts = flow.field(feats, labels).unsqueeze(-2)
         log_pi = flow.log_pi(feats).gather(-1, labels.unsqueeze(-1))
     nll = moefm_nll(u_experts, log_pi, path.u_target, sigma, mask=tgt_mask)
+    if cfg.expert_floor > 0 and labels is None:
+        # every expert regresses every pair a little (config.expert_floor): frozen routing
+        # holds a drawn expert for the whole path, also where another expert is responsible
+        sq = (u_experts - path.u_target.unsqueeze(-2)).float().pow(2).sum(-1) / (2 * sigma**2)
+        w = tgt_mask.to(sq.dtype)
+        nll = nll + cfg.expert_floor * (sq.mean(-1) * w).sum() / w.sum().clamp_min(1.0)
     if cfg.nll_reduction == "mean":  # per latent dimension: comparable with the per-token CE
         nll = nll / m
     zero = nll.new_zeros(())

@@ -57,6 +57,7 @@ TRAINING_FIELDS = frozenset(
         "start_noise",
         "flow_param",
         "expert_assignment",
+        "expert_floor",
     }
 )
 

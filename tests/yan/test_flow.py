@@ -2,6 +2,7 @@
 stage-2 loss (eq. 11) and its gradients through the unrolled solver."""
 
 import dataclasses
+import statistics
 
 import pytest
 import torch
@@ -208,8 +209,9 @@ def test_stage2_loss_decreases_when_overfitting(arch):
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-    assert sum(nll[-5:]) < 0.8 * sum(nll[:5])
-    assert sum(ce[-5:]) < sum(ce[:5])
+    # medians: one batch's t draw can spike the NLL ~10x at any step, whatever the recipe
+    assert statistics.median(nll[-5:]) < 0.8 * statistics.median(nll[:5])
+    assert statistics.median(ce[-5:]) < statistics.median(ce[:5])
 
 
 @pytest.mark.parametrize("arch", ["transformer", "mamba"])
@@ -242,7 +244,7 @@ def test_nll_reduction_mean_is_the_sum_over_latent_dimensions_divided_by_m():
 def test_nll_reduction_dim_applies_sigma_per_dimension():
     torch.manual_seed(0)
     cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
-        nll_reduction="dim", alpha_ce=0.0, flow_start="noise"
+        nll_reduction="dim", alpha_ce=0.0, flow_start="noise", expert_floor=0.0
     )
     cond = flow.condition(z_src, src_mask, tgt_mask)
     out = latent_flow_loss(
@@ -255,6 +257,49 @@ def test_nll_reduction_dim_applies_sigma_per_dimension():
     sigma = cfg.sigma * cfg.latent_dim**0.5
     want = moefm_nll(flow.fields(feats), flow.log_pi(feats), path.u_target, sigma, mask=tgt_mask)
     torch.testing.assert_close(out.moefm, want)
+
+
+@pytest.mark.parametrize("reduction", ["dim", "mean"])
+def test_expert_floor_adds_every_experts_squared_error_at_the_nlls_scale(reduction):
+    torch.manual_seed(0)
+    cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(
+        nll_reduction=reduction, alpha_ce=0.0, flow_start="noise"
+    )
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    out = {}
+    for floor in (0.0, 0.7):  # 0: eq. (5) alone, the paper
+        loss_cfg = dataclasses.replace(cfg, expert_floor=floor)
+        gen = torch.Generator().manual_seed(1)
+        out[floor] = latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, loss_cfg, generator=gen)
+    g = torch.Generator().manual_seed(1)  # t, then z0: the draws of latent_flow_loss
+    t = torch.rand(2, generator=g)
+    path = linear_path(torch.randn(z1.shape, generator=g), z1, t)
+    u = flow.fields(flow.features(path.z_t, t, cond))  # (B, L, K, m)
+    m = cfg.latent_dim
+    sigma = cfg.sigma * m**0.5 if reduction == "dim" else cfg.sigma
+    per_token = ((u - path.u_target.unsqueeze(-2)) ** 2).sum(-1).mean(-1) / (2 * sigma**2)
+    extra = 0.7 * per_token[tgt_mask].mean()
+    if reduction == "mean":
+        extra = extra / m
+    torch.testing.assert_close(out[0.7].moefm - out[0.0].moefm, extra)
+
+
+def test_expert_floor_trains_an_expert_the_gate_has_dropped():
+    torch.manual_seed(0)
+    cfg, flow, dec, z_src, src_mask, z1, tgt, tgt_mask = stage2_setup(alpha_ce=0.0)
+    cond = flow.condition(z_src, src_mask, tgt_mask)
+    with torch.no_grad():  # the gate gives expert 0 everything, whatever its input
+        flow.head.gate[-1].weight.zero_()
+        flow.head.gate[-1].bias.copy_(torch.tensor([0.0] + [-80.0] * (cfg.K - 1)))
+    grads = {}
+    for floor in (0.0, 1.0):
+        loss_cfg = dataclasses.replace(cfg, expert_floor=floor)
+        gen = torch.Generator().manual_seed(1)
+        out = latent_flow_loss(flow, dec, z1, cond, tgt, tgt_mask, loss_cfg, generator=gen)
+        (grad,) = torch.autograd.grad(out.loss, flow.head.weight)
+        grads[floor] = grad.abs().sum((1, 2))  # per expert
+    assert grads[0.0][1:].max() < 1e-12 * grads[0.0][0]  # eq. (5): a dropped expert learns nothing
+    assert (grads[1.0][1:] > 1e-3 * grads[1.0][0]).all()  # the floor: every expert learns
 
 
 def test_source_start_is_the_aligned_source_plus_scaled_noise():
