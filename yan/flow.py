@@ -427,6 +427,8 @@ def latent_flow_loss(
       ``nll_reduction = "mean"``, with sigma per dimension (sigma * sqrt(m)) with ``"dim"``.
       With ``expert_assignment = "cluster"`` the mixture has one known component, the
       expert of the target latent's cluster: ``||u_c - u*||^2 / (2 sigma^2) - log pi_c``.
+      With ``expert_floor`` (responsibilities only) every expert also regresses the pair:
+      ``+ expert_floor * mean_k ||u_k - u*||^2 / (2 sigma^2)``, in the same reduction.
     - L_CE: integrate ``cfg.train_steps`` Euler steps (``ce_steps`` when given, else a
       draw from ``cfg.ce_steps`` when that is set) from the same ``z0`` with frozen routing
       (experts drawn at ``t = 0``; a clustered flow uses each pair's own cluster), decode
