@@ -1,4 +1,5 @@
-"""Losses of flow matching: VFM (eq. 2), MoE-FM NLL (eq. 5), responsibilities (eq. 12), MMD (A.4).
+"""Losses of flow matching: VFM (eq. 2), MoE-FM NLL (eq. 5), responsibilities (eq. 12), MMD (A.4),
+and the expert floor that keeps every expert a usable flow under frozen routing.
 
 Shapes follow one convention: a leading batch shape ``(...)`` (e.g. ``(B,)`` for 2D points or
 ``(B, L)`` for tokens), ``m`` the state dimension and ``K`` the number of experts.
@@ -121,6 +122,39 @@ def responsibilities(
     """
     sigma = check_sigma(sigma, MIN_SIGMA)
     return torch.softmax(_log_joint(u_experts, log_pi, u_target, sigma), dim=-1)
+
+
+def expert_floor_loss(
+    u_experts: torch.Tensor,
+    u_target: torch.Tensor,
+    sigma: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Every expert's squared error at ``sigma``: ``mean_k ||u_k - u*||^2 / (2 sigma^2)``,
+    averaged over the (unmasked) positions.
+
+    Added to eq. (5) with weight ``w``, it raises each expert's weight on a pair from its
+    responsibility (eq. 12) to ``r_k + w / K``: the gradient on ``u_k`` becomes
+    ``(r_k + w / K) (u_k - u*) / sigma^2``. Eq. (5) alone never trains an expert on the pairs
+    another one owns, yet frozen routing integrates the expert drawn at t = 0 over the whole
+    path (YAN's ``expert_floor``).
+
+    Args:
+        u_experts: expert velocities ``(..., K, m)``.
+        u_target: ``z1 - z0``, shape ``(..., m)``.
+        sigma: the expert standard deviation of eq. (5) (>= 1e-6).
+        mask: optional boolean ``(...)``; ``False`` marks padding.
+    """
+    sigma = check_sigma(sigma, MIN_SIGMA)
+    check_float_tensor("u_experts", u_experts)
+    check_float_tensor("u_target", u_target)
+    if u_experts.dim() < 2 or tuple(u_target.shape) != (*u_experts.shape[:-2], u_experts.shape[-1]):
+        raise ValueError(
+            f"u_experts (..., K, m) and u_target (..., m) do not match: got "
+            f"{tuple(u_experts.shape)} and {tuple(u_target.shape)}"
+        )
+    sq = (u_experts - u_target.unsqueeze(-2)).pow(2).sum(-1).mean(-1)
+    return _masked_mean(sq / (2.0 * sigma**2), mask)
 
 
 def _rbf_sum(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float]) -> torch.Tensor:

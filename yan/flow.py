@@ -24,7 +24,7 @@ from torch import nn
 
 from moefm.clusters import kmeans_labels
 from moefm.heads import MoEHead
-from moefm.losses import moefm_nll
+from moefm.losses import expert_floor_loss, moefm_nll
 from moefm.models import time_embedding
 from moefm.paths import linear_path
 from moefm.sampling import sample
@@ -467,9 +467,8 @@ def latent_flow_loss(
     if cfg.expert_floor > 0 and labels is None:
         # every expert regresses every pair a little (config.expert_floor): frozen routing
         # holds a drawn expert for the whole path, also where another expert is responsible
-        sq = (u_experts - path.u_target.unsqueeze(-2)).float().pow(2).sum(-1) / (2 * sigma**2)
-        w = tgt_mask.to(sq.dtype)
-        nll = nll + cfg.expert_floor * (sq.mean(-1) * w).sum() / w.sum().clamp_min(1.0)
+        floor = expert_floor_loss(u_experts, path.u_target, sigma, mask=tgt_mask)
+        nll = nll + cfg.expert_floor * floor
     if cfg.nll_reduction == "mean":  # per latent dimension: comparable with the per-token CE
         nll = nll / m
     zero = nll.new_zeros(())

@@ -204,3 +204,28 @@ def test_include_normalizer_is_gaussian_nll_for_k1():
     dist = torch.distributions.Normal(u[:, 0], sigma)
     assert got.item() == pytest.approx(-dist.log_prob(target).sum(-1).mean().item(), rel=1e-10)
     assert math.isfinite(got.item())
+
+
+def test_expert_floor_loss_adds_w_over_k_to_every_responsibility():
+    """d/du_k [NLL + w * floor] = (r_k + w / K) (u_k - u*) / sigma^2 / N, eq. (5) + (12)."""
+    from moefm.losses import expert_floor_loss
+
+    u, log_pi, target = _case(shape=(7,), K=3, m=2)
+    sigma, w = 0.7, 0.4
+    u.requires_grad_(True)
+    loss = moefm_nll(u, log_pi, target, sigma) + w * expert_floor_loss(u, target, sigma)
+    (grad,) = torch.autograd.grad(loss, u)
+    r = responsibilities(u.detach(), log_pi, target, sigma)
+    want = (r + w / 3).unsqueeze(-1) * (u.detach() - target.unsqueeze(-2)) / sigma**2 / 7
+    torch.testing.assert_close(grad, want)
+
+
+def test_expert_floor_loss_of_one_expert_is_vfm_at_sigma_and_skips_padding():
+    from moefm.losses import expert_floor_loss
+
+    u, _, target = _case(shape=(2, 4), K=1, m=3)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, False]])
+    want = vfm_loss(u[..., 0, :], target, mask) / (2 * 0.5**2)
+    torch.testing.assert_close(expert_floor_loss(u, target, 0.5, mask), want)
+    with pytest.raises(ValueError, match="do not match"):
+        expert_floor_loss(u, target[..., :2], 0.5)
