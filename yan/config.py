@@ -191,8 +191,9 @@ class YANConfig:
             drawn cluster, and the gate names the right cluster for only 43% of them (given
             the true cluster the same flow fills 14-15% of masked tokens). So it stays off.
         expert_floor: with responsibilities, every expert also regresses every training pair
-            with weight ``expert_floor / K`` (the term ``expert_floor * mean_k ||u_k - u*||^2
-            / (2 sigma^2)``, at the NLL's sigma and reduction, added to eq. 5): an expert's
+            with weight ``expert_floor / K`` (``expert_floor`` times
+            :func:`moefm.losses.expert_floor_loss`, at the NLL's sigma and reduction, added
+            to eq. 5): an expert's
             weight on a pair is then at least that, instead of its responsibility, which is ~0
             on the pairs another expert owns. Frozen routing keeps the expert it draws at
             t = 0 for the whole path, so a minority expert must also be a usable flow where it
