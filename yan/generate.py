@@ -41,7 +41,7 @@ from yan.data.tasks import EVAL_TASKS as TASKS
 from yan.distributed import DEVICES, pick_device
 from yan.generation import source_batches
 from yan.model import YAN
-from yan.precision import ALIASES, DTYPES, resolve_dtype
+from yan.precision import ALIASES, DTYPES, cast
 from yan.tokenizer import YanTokenizer
 
 # Where a too-long source is cut: keep the end next to the question / the missing word.
@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="float32",
         choices=(*DTYPES, *ALIASES),
-        help="weights' dtype for generation (bfloat16: ~3x faster on CPUs with AMX; the flow "
-        "state stays float32, see yan.precision)",
+        help="weights' dtype for generation (bfloat16: ~3x faster on CPUs with AMX or AVX512-BF16, "
+        "many times slower on CPUs without them; the flow state stays float32, see yan.precision)",
     )
     return p
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             weights=ns.weights,
         )
         model, tok = ckpt.model, ckpt.tokenizer
-        model.to(resolve_dtype(ns.dtype))
+        cast(model, ns.dtype)
         records = generate_texts(
             model,
             tok,

@@ -49,7 +49,7 @@ from .checkpoint import (
     write_pretrained,
 )
 from .model_card import model_card
-from .precision import resolve_dtype
+from .precision import cast
 
 WEIGHTS = {"raw": WEIGHTS_NAME, "ema": EMA_NAME}  # from_pretrained(weights=...): which file
 # a training checkpoint's resume state: not part of a shared model
@@ -198,7 +198,7 @@ class YANHubMixin(PyTorchModelHubMixin, library_name="yan", tags=HUB_TAGS):
             origin=str(stored.weights_path),
             against=str(stored.config_path),
         ).eval()
-        return model if dtype is None else model.to(resolve_dtype(dtype))
+        return model if dtype is None else cast(model, dtype)
 
     # ---- writing ----
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:

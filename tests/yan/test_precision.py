@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
+from yan import precision
 from yan.baselines import build_baseline
 from yan.config import preset
 from yan.model import YAN
-from yan.precision import dtype_name, resolve_dtype
+from yan.precision import (
+    SlowDtypeWarning,
+    cast,
+    dtype_name,
+    fast_dtypes,
+    native_dtype,
+    resolve_dtype,
+)
 
 ARCHS = ("transformer", "mamba")
 
@@ -96,6 +106,45 @@ def test_from_pretrained_casts_to_the_requested_dtype(tmp_path):
     assert {p.dtype for p in YAN.from_pretrained(tmp_path / "m").parameters()} == {torch.float32}
     with pytest.raises(ValueError, match="unknown dtype"):
         YAN.from_pretrained(tmp_path / "m", dtype="int4")
+
+
+def test_float32_is_native_everywhere_and_float16_never_on_a_cpu():
+    assert native_dtype("float32", "cpu") and native_dtype(torch.float32, "cuda")
+    assert not native_dtype("fp16", "cpu")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        native_dtype("int4", "cpu")
+
+
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_bfloat16_on_a_cpu_is_native_exactly_when_it_has_the_instructions(monkeypatch, has_bf16):
+    monkeypatch.setattr(precision, "_cpu_has_bf16", lambda: has_bf16)
+    assert native_dtype("bf16", "cpu") is has_bf16
+    assert fast_dtypes("cpu") == (("float32", "bfloat16") if has_bf16 else ("float32",))
+
+
+def test_the_cpu_probe_asks_onednn_when_torch_cpu_has_no_probes(monkeypatch):
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert precision._cpu_has_bf16() is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_cast_warns_only_where_the_dtype_is_emulated(monkeypatch, tmp_path, has_bf16):
+    """The cast happens either way (the results are right, only slow); the warning says so,
+    from ``cast`` and from ``from_pretrained(dtype=...)``, which uses it."""
+    monkeypatch.setattr(precision, "_cpu_has_bf16", lambda: has_bf16)
+    _model("transformer").save_pretrained(tmp_path / "m")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models = [
+            cast(_model("transformer"), "bf16"),
+            YAN.from_pretrained(tmp_path / "m", dtype="bf16"),
+        ]
+    slow = [w for w in caught if issubclass(w.category, SlowDtypeWarning)]
+    assert len(slow) == (0 if has_bf16 else 2)
+    assert all("bfloat16 on this cpu is emulated" in str(w.message) for w in slow)
+    for model in models:
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
 
 
 def test_greedy_decoding_in_bf16_picks_a_maximal_logit():

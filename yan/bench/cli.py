@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtypes",
         nargs="+",
         choices=(*DTYPES, *ALIASES),
-        help="latency: weight dtypes to time every model in (default: float32 bfloat16)",
+        help="latency: weight dtypes to time every model in (default: float32, and bfloat16 "
+        "where the device runs it natively)",
     )
     p.add_argument("--no-flops", action="store_true", help="latency: skip FLOP counting")
     p.add_argument("--peak-size", type=int, help="latency: side of the peak-measuring matmul")
@@ -106,10 +107,10 @@ def latency_config(ns: argparse.Namespace) -> LatencyConfig:
         count_flops=not ns.no_flops,
         peak_size=ns.peak_size,
         device=ns.device,
-        dtypes=tuple(ns.dtypes) if ns.dtypes else base.dtypes,
+        # None: the dtypes native on the chosen device, which --device may have changed
+        dtypes=tuple(ns.dtypes) if ns.dtypes else None,
+        reference_dtype=None,  # follows the timed dtypes again
     )
-    if ns.dtypes:  # the reference's dtype follows the timed ones again
-        fields["reference_dtype"] = None
     if ns.lengths:  # batched runs at the requested lengths too
         fields["batch_lengths"] = tuple(ns.lengths)
     if ns.steps:  # the same T for YAN and masked diffusion, batched runs included

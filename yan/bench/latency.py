@@ -69,7 +69,7 @@ from yan.bench.workloads import (
     random_source,
     supports,
 )
-from yan.precision import dtype_name, resolve_dtype
+from yan.precision import dtype_name, fast_dtypes, resolve_dtype
 
 LENGTHS = (64, 128, 256, 512, 1024, 2048)  # the baselines stop at 1024 (GPT-2 at 512)
 TINY_LENGTHS = (16, 64)  # the tiny preset is for tests
@@ -107,7 +107,10 @@ class LatencyConfig:
         device: ``cpu``, ``cuda`` or ``None`` (CUDA when available).
         seed: seeds weights, sources and YAN's noise.
         dtypes: the weights' dtypes every model is timed in (names of
-            :data:`yan.precision.DTYPES`).
+            :data:`yan.precision.DTYPES`); ``None``: float32, and bfloat16 where the device
+            runs it natively (:func:`yan.precision.fast_dtypes`: a CPU without AVX512-BF16 or
+            AMX emulates it many times slower than float32, which would time nothing useful
+            and take hours at paper size).
         reference_dtype: the dtype of the paired YAN-TRF T=3 reference (``None``: bfloat16
             when in ``dtypes``, else the first).
         measure_memory: read each record's peak memory (see the module docstring).
@@ -134,12 +137,14 @@ class LatencyConfig:
     peak_size: int | None = None
     device: str | None = None
     seed: int = 0
-    dtypes: tuple[str, ...] = DTYPES
+    dtypes: tuple[str, ...] | None = None
     reference_dtype: str | None = None
     measure_memory: bool = True
     skip: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.dtypes is None:
+            self.dtypes = fast_dtypes(self._dtype_device())
         if not self.dtypes:
             raise ValueError("dtypes must name at least one dtype")
         self.dtypes = tuple(dict.fromkeys(dtype_name(resolve_dtype(d)) for d in self.dtypes))
@@ -166,11 +171,18 @@ class LatencyConfig:
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError(f"need repeats >= 1, warmup >= 0; got {self.repeats}, {self.warmup}")
 
+    def _dtype_device(self) -> torch.device:
+        """The device whose native dtypes the default ``dtypes`` are (never an error here:
+        :func:`~yan.bench.timing.resolve_device` refuses a missing GPU when the run starts)."""
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
     @classmethod
     def quick(cls, **overrides: Any) -> LatencyConfig:
         """Under 5 minutes on a 2-core CPU (one thread): the targets' models at paper size and
         L = 512 (YAN-TRF, GPT-2, masked diffusion with T = L extrapolated from T = 1), every
-        model at the small preset at L = 128; float32 and bfloat16.
+        model at the small preset at L = 128; float32, and bfloat16 where it is native.
 
         The small preset at L = 512 (in the full run) is left out: no target reads it, and
         without it the quick run fits its 5 minutes; the L sweep is the full run's."""

@@ -43,7 +43,7 @@ from yan.baselines import baseline_class, build_baseline, count_parameters
 from yan.config import preset as yan_preset
 from yan.generation import GenerationModel
 from yan.model import YAN
-from yan.precision import dtype_name, resolve_dtype
+from yan.precision import cast, dtype_name, resolve_dtype
 
 PRESETS = ("paper", "small", "tiny")
 
@@ -191,7 +191,7 @@ def build_generator(
     """
     gen = _build(model, preset, max_len=max_len, device=device, seed=seed)
     gen.dtype = dtype_name(resolve_dtype(dtype))
-    gen.module.to(resolve_dtype(dtype))
+    cast(gen.module, dtype)
     return gen
 
 

@@ -12,7 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from yan import precision
 from yan.bench import REQUIRED_KEYS, LatencyConfig, count_flops, main, time_call
+from yan.bench.cli import build_parser, latency_config
 from yan.bench.isotropy import VARIANTS, IsotropyConfig, isotropy_main
 from yan.bench.latency import add_reference_ratios, goal_check
 from yan.bench.quality import QualityConfig, diversity, markdown_report, quality_main, summary
@@ -260,6 +262,22 @@ def test_quality_report_of_a_quick_run_says_so():
 def test_bad_latency_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LatencyConfig(**kwargs)
+
+
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_latency_times_bfloat16_by_default_only_where_it_is_native(monkeypatch, has_bf16):
+    """A CPU without AVX512-BF16 or AMX emulates bf16 matmuls many times slower than float32:
+    the default dtypes leave it out there; asked for by name, it is timed anyway."""
+    monkeypatch.setattr(precision, "_cpu_has_bf16", lambda: has_bf16)
+    native = ("float32", "bfloat16") if has_bf16 else ("float32",)
+    cfg = LatencyConfig(device="cpu")
+    assert cfg.dtypes == native and cfg.reference_dtype == native[-1]
+    assert LatencyConfig.quick(device="cpu").dtypes == native
+    assert LatencyConfig(device="cpu", dtypes=("bf16",)).dtypes == ("bfloat16",)
+    for argv, dtypes in (([], native), (["--dtypes", "fp32", "bf16"], ("float32", "bfloat16"))):
+        ns = build_parser().parse_args(["latency", "--quick", "--device", "cpu", *argv])
+        got = latency_config(ns)
+        assert got.dtypes == dtypes and got.reference_dtype == dtypes[-1]
 
 
 def test_bad_command_line_exits_with_a_message(capsys):
