@@ -17,7 +17,7 @@ them: on one thread of an AVX2 AMD EPYC a 512-row matmul runs at 0.5-1.2 GFLOP/s
 against 34-48 in float32, and a paper-size YAN-TRF generation (L = 512, T = 3) takes 25.4 s
 against 4.8 s. :func:`native_dtype` tells the two apart; :func:`cast`
 warns (:class:`SlowDtypeWarning`) before a model is cast to a dtype its device emulates, and
-the benchmarks time or score bfloat16 by default only where it is native. The quality cost on
+the latency benchmark times bfloat16 by default only where it is native. The quality cost on
 trained ``small`` checkpoints is measured in ``reports/yan/learn.md`` (tokens identical to
 float32 generation); float16 is for CUDA (CPU float16 kernels are slow).
 """

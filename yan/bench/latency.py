@@ -109,8 +109,8 @@ class LatencyConfig:
         dtypes: the weights' dtypes every model is timed in (names of
             :data:`yan.precision.DTYPES`); ``None``: float32, and bfloat16 where the device
             runs it natively (:func:`yan.precision.fast_dtypes`: a CPU without AVX512-BF16 or
-            AMX emulates it many times slower than float32, which would time nothing useful
-            and take hours at paper size).
+            AMX emulates it, and a paper-size YAN-TRF generation takes ~5x as long as in
+            float32 there; asked for by name, it is timed anyway).
         reference_dtype: the dtype of the paired YAN-TRF T=3 reference (``None``: bfloat16
             when in ``dtypes``, else the first).
         measure_memory: read each record's peak memory (see the module docstring).

@@ -246,16 +246,6 @@ def test_learn_config_rejects_bad_values():
         LearnConfig(baselines=("bart",))
 
 
-@pytest.mark.parametrize("has_bf16", [False, True])
-def test_learn_bench_scores_bfloat16_by_default_only_where_it_is_native(monkeypatch, has_bf16):
-    from yan import precision
-
-    monkeypatch.setattr(precision, "_cpu_has_bf16", lambda: has_bf16)
-    assert LearnConfig(device="cpu").low_precision == ("bfloat16" if has_bf16 else None)
-    assert LearnConfig(device="cpu", low_precision="bf16").low_precision == "bfloat16"
-    assert LearnConfig(device="cpu", low_precision=None).low_precision is None
-
-
 def test_learn_report_from_records_alone():
     recs = [
         {

@@ -61,9 +61,6 @@ class LearnConfig(RunBudget):
         overrides: YANConfig fields for every YAN run (e.g. the paper-literal recipe).
         low_precision: also score YAN at T = 3, frozen routing with its weights in this dtype
             (``bfloat16``; ``None``: not), with its agreement with the float32 tokens.
-            ``"auto"`` (the default): bfloat16 where the device runs it natively
-            (:func:`yan.precision.native_dtype`), else not: on a CPU without AVX512-BF16 or AMX
-            its emulated matmuls would make this scoring the bulk of the quick run.
         work: folder for the trained models; reruns reuse finished ones.
     """
 
@@ -80,7 +77,7 @@ class LearnConfig(RunBudget):
     eval_examples: int = 500
     classify_examples: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    low_precision: str | None = "auto"
+    low_precision: str | None = "bfloat16"
     work: Path = Path("runs/bench-learn")
     progress: bool = True
 
@@ -104,11 +101,6 @@ class LearnConfig(RunBudget):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.classify_examples is not None and self.classify_examples < 1:
             raise ValueError(f"classify_examples must be >= 1, got {self.classify_examples}")
-        if self.low_precision == "auto":
-            from yan.precision import native_dtype
-
-            native = native_dtype("bfloat16", self.device_name())
-            self.low_precision = "bfloat16" if native else None
         if self.low_precision is not None:
             from yan.precision import dtype_name, resolve_dtype
 

@@ -202,9 +202,11 @@ def low_precision_records(
     float32 model stays as it is): the task's scores, and ``agreement``, the fraction of
     tokens identical to the float32 generation (same seed, same noise)."""
     from yan.evaluate import generate_ids
-    from yan.precision import cast
+    from yan.precision import resolve_dtype
 
-    low = dataclasses.replace(ckpt, model=cast(copy.deepcopy(ckpt.model), cfg.low_precision))
+    low = dataclasses.replace(
+        ckpt, model=copy.deepcopy(ckpt.model).to(resolve_dtype(cfg.low_precision))
+    )
     T, routing = PAPER_SETTING
     gens = generate_ids(low, examples, steps=T, routing=routing, seed=cfg.seed)
     scores = score_task(task, examples, gens.ids, ckpt.tokenizer)
