@@ -44,6 +44,11 @@ from yan.model import YAN
 from yan.precision import ALIASES, DTYPES, cast
 from yan.tokenizer import YanTokenizer
 
+DTYPE_HELP = (
+    "weights' dtype for generation (bfloat16: ~3x faster on CPUs with AMX or AVX512-BF16, "
+    "~5x slower on CPUs without them; the flow state stays float32, see yan.precision)"
+)
+
 # Where a too-long source is cut: keep the end next to the question / the missing word.
 KEEP_END = ("qa", "last-word")
 
@@ -252,8 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="float32",
         choices=(*DTYPES, *ALIASES),
-        help="weights' dtype for generation (bfloat16: ~3x faster on CPUs with AMX or AVX512-BF16, "
-        "many times slower on CPUs without them; the flow state stays float32, see yan.precision)",
+        help=DTYPE_HELP,
     )
     return p
 
