@@ -92,8 +92,8 @@ def native_dtype(dtype: str | torch.dtype, device: str | torch.device) -> bool:
 
 
 def fast_dtypes(device: str | torch.device) -> tuple[str, ...]:
-    """float32, and bfloat16 where ``device`` runs it natively: what the benchmarks time and
-    score by default."""
+    """float32, and bfloat16 where ``device`` runs it natively: what ``yan bench latency``
+    times by default."""
     return ("float32", "bfloat16") if native_dtype(torch.bfloat16, device) else ("float32",)
 
 

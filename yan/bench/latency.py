@@ -172,11 +172,10 @@ class LatencyConfig:
             raise ValueError(f"need repeats >= 1, warmup >= 0; got {self.repeats}, {self.warmup}")
 
     def _dtype_device(self) -> torch.device:
-        """The device whose native dtypes the default ``dtypes`` are (never an error here:
-        :func:`~yan.bench.timing.resolve_device` refuses a missing GPU when the run starts)."""
-        if self.device is not None:
-            return torch.device(self.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        """The device whose native dtypes the default ``dtypes`` are; not checked here (a
+        missing GPU is refused by :func:`~yan.bench.timing.resolve_device` when the run
+        starts), so that a config can be built anywhere."""
+        return torch.device(self.device) if self.device else resolve_device(None)
 
     @classmethod
     def quick(cls, **overrides: Any) -> LatencyConfig:
